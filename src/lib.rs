@@ -1,0 +1,14 @@
+//! regd: a register service for IoT gateways.
+//!
+//! A *register* is a named JSON value with metadata and a time-to-live. Providers
+//! publish and refresh registers; consumers read them with HTTP long polling and ask
+//! providers for changes. The wire contract is PROTOCOL.md.
+//!
+//! Layers point one way: [`core`] (registers, change requests, expiry, waiters; no I/O)
+//! ← [`protocol`] (JSON shapes, durations, errors as statuses) ← [`server`] (sockets and
+//! HTTP) ← the `regd` and `regctl` binaries.
+
+pub mod core;
+pub mod logger;
+pub mod protocol;
+pub mod server;

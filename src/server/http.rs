@@ -1,0 +1,518 @@
+//! HTTP/1.1 on one connection: reads requests (heads parsed by httparse, bodies by
+//! Content-Length or chunked), hands each to the service, writes the answer, and keeps
+//! the connection alive while the client wants it. Invariants: nothing here grows
+//! without a limit (head, URI, body) and no read waits longer than the read timeout, so
+//! a silent or dribbling client cannot pin the thread; one request is served at a time
+//! (pipelined requests wait in the buffer).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::protocol::ApiError;
+
+use super::service::{Peer, Request, Response, Service};
+
+/// Size and time limits of the connection layer (PROTOCOL B4).
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Largest request head (request line and headers), in bytes.
+    pub max_head_bytes: usize,
+    /// Longest request target (path and query), in bytes.
+    pub max_uri_bytes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a complete request head or body, and how
+    /// long an idle keep-alive connection is kept.
+    pub read_timeout: Duration,
+    /// How long writing one answer may take.
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_head_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+const MAX_HEADERS: usize = 64;
+const READ_CHUNK: usize = 4096;
+
+/// Why reading a request stopped.
+enum ReadError {
+    /// The client closed, timed out while idle, or the socket failed: close quietly.
+    Closed,
+    /// The request is bad: answer this error, then close.
+    Refuse(ApiError),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(_: io::Error) -> Self {
+        ReadError::Closed
+    }
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    peer_address: SocketAddr,
+    buffer: Vec<u8>,
+    limits: &'a HttpLimits,
+}
+
+/// Serves requests on `stream` until the client leaves, asks to close, misbehaves, or
+/// the service shuts down.
+pub fn serve(stream: TcpStream, peer_address: SocketAddr, service: &Service, limits: &HttpLimits) {
+    let _ = stream.set_nodelay(true);
+    if stream.set_write_timeout(Some(limits.write_timeout)).is_err() {
+        return;
+    }
+    let mut connection = Connection {
+        stream,
+        peer_address,
+        buffer: Vec::new(),
+        limits,
+    };
+    loop {
+        let request = match connection.read_request() {
+            Ok(request) => request,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Refuse(error)) => {
+                service.count_refused_request(&error);
+                let response = Response::error(&error);
+                let _ = connection.write_response(&response, false, true);
+                connection.close_gently();
+                return;
+            }
+        };
+        let started = Instant::now();
+        let mut response = service.handle(&request, &connection);
+        let close = request.wants_close || service.is_shutting_down() || response.close;
+        let written = connection.write_response(&response, request.method == "HEAD", close);
+        log::debug!(
+            "{} {} {} {}{}{} {} in {:?}",
+            connection.peer_address,
+            if written.is_ok() { "answered" } else { "lost" },
+            request.method,
+            request.path,
+            if request.query.is_empty() { "" } else { "?" },
+            request.query,
+            response.status,
+            started.elapsed()
+        );
+        if written.is_err() {
+            // The client left before it got its change requests: they stay pending.
+            let undelivered = std::mem::take(&mut response.undelivered);
+            if !undelivered.is_empty() {
+                service.restore_requests(undelivered);
+            }
+            return;
+        }
+        if close {
+            connection.close_gently();
+            return;
+        }
+        // Do not keep a large body's buffer for an idle connection.
+        if connection.buffer.capacity() > 2 * READ_CHUNK && connection.buffer.len() < READ_CHUNK {
+            connection.buffer.shrink_to(READ_CHUNK);
+        }
+    }
+}
+
+impl Connection<'_> {
+    fn read_request(&mut self) -> Result<Request, ReadError> {
+        let deadline = Instant::now() + self.limits.read_timeout;
+        let head = self.read_head(deadline)?;
+        let mut request = head.request;
+        if let Some(expectation) = &head.expect {
+            if !expectation.eq_ignore_ascii_case("100-continue") {
+                return Err(ReadError::Refuse(ApiError::with_status(
+                    417,
+                    format!("expectation {expectation:?} is not supported; only 100-continue is"),
+                )));
+            }
+        }
+        let body_length = match head.framing {
+            Framing::None => return Ok(request),
+            Framing::Length(length) => Some(length),
+            Framing::Chunked => None,
+        };
+        if let Some(length) = body_length {
+            if length > self.limits.max_body_bytes {
+                return Err(ReadError::Refuse(ApiError::body_too_large(
+                    self.limits.max_body_bytes,
+                )));
+            }
+        }
+        if head.expect.is_some() && self.buffer.is_empty() {
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        // The body gets a fresh read timeout of its own.
+        let deadline = Instant::now() + self.limits.read_timeout;
+        request.body = match body_length {
+            Some(length) => {
+                self.fill_to(length, deadline)?;
+                self.buffer.drain(..length).collect()
+            }
+            None => self.read_chunked(deadline)?,
+        };
+        Ok(request)
+    }
+
+    fn read_head(&mut self, deadline: Instant) -> Result<Head, ReadError> {
+        loop {
+            if !self.buffer.is_empty() {
+                if let Some(head) = self.parse_head()? {
+                    return Ok(head);
+                }
+            }
+            if self.buffer.len() >= self.limits.max_head_bytes {
+                let line_ended = self.buffer.windows(2).any(|pair| pair == b"\r\n");
+                return Err(ReadError::Refuse(if line_ended {
+                    ApiError::with_status(
+                        431,
+                        format!(
+                            "request headers larger than {} bytes",
+                            self.limits.max_head_bytes
+                        ),
+                    )
+                } else {
+                    uri_too_long(self.limits.max_uri_bytes)
+                }));
+            }
+            let room = self.limits.max_head_bytes - self.buffer.len();
+            if self.read_more(room.min(READ_CHUNK), deadline)? == 0 {
+                return Err(ReadError::Closed);
+            }
+        }
+    }
+
+    /// `Ok(None)` while the head is incomplete.
+    fn parse_head(&mut self) -> Result<Option<Head>, ReadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let head_length = match parsed.parse(&self.buffer) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => {
+                // A request line longer than the URI limit is refused before it ends.
+                if parsed.path.is_none()
+                    && !self.buffer.contains(&b'\n')
+                    && self.buffer.len() > self.limits.max_uri_bytes + 32
+                {
+                    return Err(ReadError::Refuse(uri_too_long(self.limits.max_uri_bytes)));
+                }
+                return Ok(None);
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(ReadError::Refuse(ApiError::with_status(
+                    431,
+                    format!("a request may carry at most {MAX_HEADERS} headers"),
+                )));
+            }
+            Err(error) => {
+                return Err(ReadError::Refuse(ApiError::bad_request(format!(
+                    "malformed HTTP request head: {error}"
+                ))));
+            }
+        };
+        let target = parsed.path.unwrap_or("/");
+        if target.len() > self.limits.max_uri_bytes {
+            return Err(ReadError::Refuse(uri_too_long(self.limits.max_uri_bytes)));
+        }
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let version_minor = parsed.version.unwrap_or(1);
+        let mut head = Head {
+            request: Request {
+                method: parsed.method.unwrap_or("GET").to_string(),
+                path: path.to_string(),
+                query: query.to_string(),
+                headers: Vec::new(),
+                body: Vec::new(),
+                wants_close: version_minor == 0,
+                peer_address: Some(self.peer_address),
+            },
+            framing: Framing::None,
+            expect: None,
+        };
+        let mut content_length: Option<usize> = None;
+        let mut chunked = false;
+        for header in parsed.headers.iter() {
+            let value = std::str::from_utf8(header.value)
+                .map_err(|_| refuse(format!("header {} is not valid text", header.name)))?
+                .trim();
+            let name = header.name.to_ascii_lowercase();
+            match name.as_str() {
+                "content-length" => {
+                    let length: usize = value.parse().map_err(|_| {
+                        refuse(format!(
+                            "Content-Length must be a whole number of bytes, got {value:?}"
+                        ))
+                    })?;
+                    if content_length.is_some_and(|seen| seen != length) {
+                        return Err(refuse("conflicting Content-Length headers".to_string()));
+                    }
+                    content_length = Some(length);
+                }
+                "transfer-encoding" => {
+                    if !value.eq_ignore_ascii_case("chunked") {
+                        return Err(ReadError::Refuse(ApiError::with_status(
+                            501,
+                            format!("Transfer-Encoding {value:?} is not supported; send chunked or a Content-Length"),
+                        )));
+                    }
+                    chunked = true;
+                }
+                "connection" => {
+                    for token in value.split(',').map(str::trim) {
+                        if token.eq_ignore_ascii_case("close") {
+                            head.request.wants_close = true;
+                        } else if token.eq_ignore_ascii_case("keep-alive") && version_minor == 0 {
+                            head.request.wants_close = false;
+                        }
+                    }
+                }
+                "expect" => head.expect = Some(value.to_string()),
+                _ => {}
+            }
+            head.request.headers.push((name, value.to_string()));
+        }
+        head.framing = match (content_length, chunked) {
+            (Some(_), true) => {
+                return Err(refuse(
+                    "a request may not carry both Content-Length and Transfer-Encoding".to_string(),
+                ));
+            }
+            (Some(0) | None, false) => Framing::None,
+            (Some(length), false) => Framing::Length(length),
+            (None, true) => Framing::Chunked,
+        };
+        self.buffer.drain(..head_length);
+        Ok(Some(head))
+    }
+
+    fn read_chunked(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::new();
+        loop {
+            let (line_length, size) = loop {
+                match httparse::parse_chunk_size(&self.buffer) {
+                    Ok(httparse::Status::Complete((consumed, size))) => break (consumed, size),
+                    Ok(httparse::Status::Partial) if self.buffer.len() < 1024 => {
+                        if self.read_more(READ_CHUNK, deadline)? == 0 {
+                            return Err(ReadError::Closed);
+                        }
+                    }
+                    _ => return Err(refuse("malformed chunked request body".to_string())),
+                }
+            };
+            self.buffer.drain(..line_length);
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > self.limits.max_body_bytes.saturating_sub(body.len()) {
+                return Err(ReadError::Refuse(ApiError::body_too_large(
+                    self.limits.max_body_bytes,
+                )));
+            }
+            if size == 0 {
+                self.skip_trailers(deadline)?;
+                return Ok(body);
+            }
+            self.fill_to(size + 2, deadline)?;
+            if &self.buffer[size..size + 2] != b"\r\n" {
+                return Err(refuse("malformed chunked request body".to_string()));
+            }
+            body.extend(self.buffer.drain(..size));
+            self.buffer.drain(..2);
+        }
+    }
+
+    fn skip_trailers(&mut self, deadline: Instant) -> Result<(), ReadError> {
+        loop {
+            match self.buffer.windows(2).position(|pair| pair == b"\r\n") {
+                Some(0) => {
+                    self.buffer.drain(..2);
+                    return Ok(());
+                }
+                Some(end) => {
+                    self.buffer.drain(..end + 2);
+                }
+                None if self.buffer.len() < self.limits.max_head_bytes => {
+                    if self.read_more(READ_CHUNK, deadline)? == 0 {
+                        return Err(ReadError::Closed);
+                    }
+                }
+                None => return Err(refuse("chunked trailers too large".to_string())),
+            }
+        }
+    }
+
+    fn fill_to(&mut self, length: usize, deadline: Instant) -> Result<(), ReadError> {
+        while self.buffer.len() < length {
+            let wanted = (length - self.buffer.len()).min(64 * 1024);
+            if self.read_more(wanted, deadline)? == 0 {
+                return Err(ReadError::Closed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `wanted` more bytes, waiting no later than `deadline`. Returns 0 at
+    /// the end of the stream; a timeout is an error.
+    fn read_more(&mut self, wanted: usize, deadline: Instant) -> io::Result<usize> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(remaining))?;
+        let start = self.buffer.len();
+        self.buffer.resize(start + wanted, 0);
+        let result = loop {
+            match self.stream.read(&mut self.buffer[start..]) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let read = *result.as_ref().unwrap_or(&0);
+        self.buffer.truncate(start + read);
+        result
+    }
+
+    fn write_response(
+        &mut self,
+        response: &Response,
+        head_only: bool,
+        close: bool,
+    ) -> io::Result<()> {
+        let mut out = Vec::with_capacity(160 + response.body.len());
+        write!(
+            out,
+            "HTTP/1.1 {} {}\r\n",
+            response.status,
+            reason(response.status)
+        )?;
+        let has_body = !matches!(response.status, 204 | 304);
+        if has_body && !response.body.is_empty() {
+            write!(out, "Content-Type: {}\r\n", response.content_type)?;
+        }
+        if has_body {
+            write!(out, "Content-Length: {}\r\n", response.body.len())?;
+        }
+        for (name, value) in &response.headers {
+            write!(out, "{name}: {value}\r\n")?;
+        }
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if has_body && !head_only {
+            out.extend_from_slice(&response.body);
+        }
+        self.stream.write_all(&out)
+    }
+
+    /// Closes without resetting: stop sending, then drain briefly what the client still
+    /// sends, so it reads our answer instead of a connection reset.
+    fn close_gently(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(200)));
+        let mut sink = [0u8; 1024];
+        for _ in 0..64 {
+            match self.stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl Peer for Connection<'_> {
+    fn is_connected(&self) -> bool {
+        peer_is_connected(&self.stream, !self.buffer.is_empty())
+    }
+}
+
+/// Whether the client is still there: a closed or reset socket reads as end of stream
+/// or an error at once; a live one has nothing to read (or its next request).
+pub(super) fn peer_is_connected(stream: &TcpStream, has_buffered_request: bool) -> bool {
+    if has_buffered_request {
+        return true;
+    }
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    let connected = match stream.peek(&mut probe) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(error) => error.kind() == io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).is_ok() && connected
+}
+
+struct Head {
+    request: Request,
+    framing: Framing,
+    expect: Option<String>,
+}
+
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+}
+
+fn refuse(message: String) -> ReadError {
+    ReadError::Refuse(ApiError::bad_request(message))
+}
+
+fn uri_too_long(limit: usize) -> ApiError {
+    ApiError::with_status(414, format!("request target longer than {limit} bytes"))
+}
+
+/// A minimal answer written without reading the request: used when the connection
+/// limit is reached.
+pub(super) fn refusal_bytes(error: &ApiError) -> Vec<u8> {
+    let body = error.body();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        error.status,
+        reason(error.status),
+        body.len()
+    );
+    if let Some(seconds) = error.retry_after {
+        out.push_str(&format!("Retry-After: {seconds}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
