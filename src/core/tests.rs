@@ -55,7 +55,10 @@ impl Fixture {
     }
 
     fn value_of(&mut self, name: &str) -> Option<String> {
-        self.read(&[name]).into_iter().next().map(|(_, value)| value)
+        self.read(&[name])
+            .into_iter()
+            .next()
+            .map(|(_, value)| value)
     }
 
     #[track_caller]
@@ -104,7 +107,11 @@ fn register_lives_exactly_its_ttl_after_the_last_publish() {
     let mut f = Fixture::new();
     f.publish("x", "1", None, 10 * SECOND);
     f.advance(10 * SECOND - Duration::from_nanos(1));
-    assert_eq!(f.value_of("x").as_deref(), Some("1"), "never before the ttl");
+    assert_eq!(
+        f.value_of("x").as_deref(),
+        Some("1"),
+        "never before the ttl"
+    );
     f.advance(Duration::from_nanos(1));
     assert_eq!(f.value_of("x"), None, "gone once the ttl has elapsed");
     assert_eq!(f.registry.take_expired(), vec![Name::from("x")]);
@@ -177,7 +184,9 @@ fn every_kind_of_change_wakes_and_advances_the_revision() {
     let cases: [(&str, Step); 5] = [
         ("create", |f| f.publish("new", "1", None, SECOND)),
         ("value", |f| f.publish("x", "2", None, SECOND)),
-        ("metadata", |f| f.publish("x", "1", Some("{\"m\":1}"), SECOND)),
+        ("metadata", |f| {
+            f.publish("x", "1", Some("{\"m\":1}"), SECOND)
+        }),
         ("expiry", |f| {
             f.advance(SECOND);
             f.registry.expire(f.now)
@@ -195,7 +204,8 @@ fn every_kind_of_change_wakes_and_advances_the_revision() {
         assert_eq!(f.registry.take_wakeups(), vec![7], "{what} wakes");
         assert_eq!(f.registry.revision(), before + 1, "{what} advances");
         assert!(
-            f.registry.changed_since(f.now, &names(&["x", "new"]), before),
+            f.registry
+                .changed_since(f.now, &names(&["x", "new"]), before),
             "{what} is seen by index"
         );
         assert!(
@@ -312,7 +322,11 @@ fn delete_removes_now_and_counts_only_existing() {
     );
     assert_eq!(f.value_of("x"), None);
     assert_eq!(f.registry.next_deadline(), None);
-    assert_eq!(f.registry.stats().expirations, 0, "a delete is not an expiry");
+    assert_eq!(
+        f.registry.stats().expirations,
+        0,
+        "a delete is not an expiry"
+    );
 }
 
 #[test]

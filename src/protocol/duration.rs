@@ -249,8 +249,26 @@ mod tests {
     #[test]
     fn refuses_what_go_refuses() {
         for text in [
-            "", "5", "s", ".s", "-", "+", "1.5", "5 s", " 5s", "5s ", "5sec", "5S", "1e3s", "1,5s",
-            "abc", "--5s", "0x10s", "1h-5m", "9223372036854775808ns", "3000000h",
+            "",
+            "5",
+            "s",
+            ".s",
+            "-",
+            "+",
+            "1.5",
+            "5 s",
+            " 5s",
+            "5s ",
+            "5sec",
+            "5S",
+            "1e3s",
+            "1,5s",
+            "abc",
+            "--5s",
+            "0x10s",
+            "1h-5m",
+            "9223372036854775808ns",
+            "3000000h",
         ] {
             let error = parse(text).expect_err(text);
             assert!(error.to_string().contains("such as \"10s\""), "{error}");

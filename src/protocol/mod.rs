@@ -71,7 +71,9 @@ impl ApiError {
     pub fn body_too_large(limit: usize) -> Self {
         Self::new(
             413,
-            format!("request body larger than {limit} bytes; send fewer registers per request or raise --max-body"),
+            format!(
+                "request body larger than {limit} bytes; send fewer registers per request or raise --max-body"
+            ),
         )
     }
 
@@ -160,15 +162,12 @@ pub fn decode_publish(
                     ))
                 })?;
                 duration::parse(&text).map_err(|error| {
-                    ApiError::bad_request(format!(
-                        "registers.{}.ttl: {error}",
-                        json_string(name)
-                    ))
+                    ApiError::bad_request(format!("registers.{}.ttl: {error}", json_string(name)))
                 })?
             }
         };
         Ok(Publish {
-            value: value_of(&entry, name)?,
+            value: value_of(entry, name)?,
             metadata: metadata.map(Value::new),
             ttl: ttl.unwrap_or(default_ttl),
         })

@@ -57,10 +57,7 @@ fn publish_bodies_decode() {
         ),
         (
             r#"{"registers":{"a":{"value":1,"ttl":"0"},"b":{"value":2,"ttl":"-5s"}}}"#,
-            &[
-                ("a", "1", None, DEFAULT_TTL),
-                ("b", "2", None, DEFAULT_TTL),
-            ],
+            &[("a", "1", None, DEFAULT_TTL), ("b", "2", None, DEFAULT_TTL)],
         ),
         (
             r#"{"registers":{"x.y/z:1 __proto__":{"value":"s"}}}"#,
@@ -93,8 +90,14 @@ fn bad_bodies_are_refused_with_a_reason() {
     refused("{}", "needs a \"registers\" object");
     refused(r#"{"registers":null}"#, "needs a \"registers\" object");
     refused(r#"{"registers":[]}"#, "not valid");
-    refused(r#"{"registers":{"a":5}}"#, r#"registers."a" must be an object"#);
-    refused(r#"{"registers":{"a":[1]}}"#, r#"registers."a" must be an object"#);
+    refused(
+        r#"{"registers":{"a":5}}"#,
+        r#"registers."a" must be an object"#,
+    );
+    refused(
+        r#"{"registers":{"a":[1]}}"#,
+        r#"registers."a" must be an object"#,
+    );
     refused(
         r#"{"registers":{"a":{"value":1,"ttl":10}}}"#,
         r#"registers."a".ttl must be a duration string such as "10s", got 10"#,
@@ -218,10 +221,7 @@ fn requests_encode() {
 #[test]
 fn errors_encode_as_json() {
     let error = ApiError::bad_request("parameter \"wait\" is bad");
-    assert_eq!(
-        error.body(),
-        r#"{"error":"parameter \"wait\" is bad"}"#
-    );
+    assert_eq!(error.body(), r#"{"error":"parameter \"wait\" is bad"}"#);
     let unavailable = ApiError::from(core::Error::TooManyRegisters { limit: 3 });
     assert_eq!(unavailable.status, 503);
     assert_eq!(unavailable.retry_after, Some(1));

@@ -69,7 +69,10 @@ struct Connection<'a> {
 /// the service shuts down.
 pub fn serve(stream: TcpStream, peer_address: SocketAddr, service: &Service, limits: &HttpLimits) {
     let _ = stream.set_nodelay(true);
-    if stream.set_write_timeout(Some(limits.write_timeout)).is_err() {
+    if stream
+        .set_write_timeout(Some(limits.write_timeout))
+        .is_err()
+    {
         return;
     }
     let mut connection = Connection {
@@ -262,7 +265,9 @@ impl Connection<'_> {
                     if !value.eq_ignore_ascii_case("chunked") {
                         return Err(ReadError::Refuse(ApiError::with_status(
                             501,
-                            format!("Transfer-Encoding {value:?} is not supported; send chunked or a Content-Length"),
+                            format!(
+                                "Transfer-Encoding {value:?} is not supported; send chunked or a Content-Length"
+                            ),
                         )));
                     }
                     chunked = true;

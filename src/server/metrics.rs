@@ -96,17 +96,72 @@ impl Metrics {
         }
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let simple: [(&str, &str, &str, u64); 11] = [
-            ("regd_registers", "gauge", "Registers that exist now.", stats.registers as u64),
-            ("regd_pending_requests", "gauge", "Change requests waiting for a provider.", stats.pending_requests as u64),
-            ("regd_held_polls", "gauge", "Long polls being held now.", held_polls as u64),
-            ("regd_revision", "gauge", "The current revision (X-Reg-Index).", stats.revision),
-            ("regd_expirations_total", "counter", "Registers removed because their ttl ran out.", stats.expirations),
-            ("regd_wakeups_total", "counter", "Long polls woken by a change, a change request or shutdown.", stats.wakeups),
-            ("regd_connections_open", "gauge", "Connections being served now.", load(&self.connections_open)),
-            ("regd_connections_accepted_total", "counter", "Connections accepted and served.", load(&self.connections_accepted)),
-            ("regd_connections_refused_total", "counter", "Connections turned away at the connection limit.", load(&self.connections_refused)),
-            ("regd_accept_errors_total", "counter", "Failed accept() calls, such as running out of file descriptors.", load(&self.accept_errors)),
-            ("regd_waiters", "gauge", "Long polls registered with the registry (consumers and providers).", (stats.consumer_waiters + stats.provider_waiters) as u64),
+            (
+                "regd_registers",
+                "gauge",
+                "Registers that exist now.",
+                stats.registers as u64,
+            ),
+            (
+                "regd_pending_requests",
+                "gauge",
+                "Change requests waiting for a provider.",
+                stats.pending_requests as u64,
+            ),
+            (
+                "regd_held_polls",
+                "gauge",
+                "Long polls being held now.",
+                held_polls as u64,
+            ),
+            (
+                "regd_revision",
+                "gauge",
+                "The current revision (X-Reg-Index).",
+                stats.revision,
+            ),
+            (
+                "regd_expirations_total",
+                "counter",
+                "Registers removed because their ttl ran out.",
+                stats.expirations,
+            ),
+            (
+                "regd_wakeups_total",
+                "counter",
+                "Long polls woken by a change, a change request or shutdown.",
+                stats.wakeups,
+            ),
+            (
+                "regd_connections_open",
+                "gauge",
+                "Connections being served now.",
+                load(&self.connections_open),
+            ),
+            (
+                "regd_connections_accepted_total",
+                "counter",
+                "Connections accepted and served.",
+                load(&self.connections_accepted),
+            ),
+            (
+                "regd_connections_refused_total",
+                "counter",
+                "Connections turned away at the connection limit.",
+                load(&self.connections_refused),
+            ),
+            (
+                "regd_accept_errors_total",
+                "counter",
+                "Failed accept() calls, such as running out of file descriptors.",
+                load(&self.accept_errors),
+            ),
+            (
+                "regd_waiters",
+                "gauge",
+                "Long polls registered with the registry (consumers and providers).",
+                (stats.consumer_waiters + stats.provider_waiters) as u64,
+            ),
         ];
         for (name, kind, help, value) in simple {
             family(&mut out, name, kind, help);

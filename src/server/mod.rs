@@ -159,7 +159,8 @@ impl Server {
     /// Binds the listening socket.
     pub fn bind(config: Config) -> Result<Server, Error> {
         let address = resolve(&config.address)?;
-        let socket = listen(address, config.backlog).map_err(|source| Error::Bind { address, source })?;
+        let socket =
+            listen(address, config.backlog).map_err(|source| Error::Bind { address, source })?;
         let listener: TcpListener = socket.into();
         let local_address = listener
             .local_addr()
@@ -385,10 +386,9 @@ fn resolve(address: &str) -> Result<SocketAddr, Error> {
 fn listen(address: SocketAddr, backlog: i32) -> io::Result<Socket> {
     match try_listen(address, backlog) {
         // No IPv6 on this machine: every interface means every IPv4 interface.
-        Err(_) if address.ip().is_unspecified() && address.is_ipv6() => try_listen(
-            SocketAddr::from(([0u8; 4], address.port())),
-            backlog,
-        ),
+        Err(_) if address.ip().is_unspecified() && address.is_ipv6() => {
+            try_listen(SocketAddr::from(([0u8; 4], address.port())), backlog)
+        }
         other => other,
     }
 }

@@ -268,8 +268,7 @@ impl Service {
         let expired = state.take_expired();
         let earliest_after = state.next_deadline();
         drop(state);
-        if earliest_after.is_some_and(|after| earliest_before.is_none_or(|before| after < before))
-        {
+        if earliest_after.is_some_and(|after| earliest_before.is_none_or(|before| after < before)) {
             self.reaper_alarm.notify_one();
         }
         for waker in to_wake {
@@ -307,10 +306,7 @@ impl Service {
 
     /// Puts back change requests whose answer could not be written.
     pub fn restore_requests(&self, requests: Vec<(Name, Value)>) {
-        log::debug!(
-            "restoring {} undelivered change requests",
-            requests.len()
-        );
+        log::debug!("restoring {} undelivered change requests", requests.len());
         self.with_state(|state, _| state.restore_requests(requests));
     }
 
@@ -350,8 +346,7 @@ impl Service {
         peer: &dyn Peer,
     ) -> Result<Response, ApiError> {
         let method = request.method.as_str();
-        let not_allowed =
-            |allow| Err(ApiError::method_not_allowed(method, &request.path, allow));
+        let not_allowed = |allow| Err(ApiError::method_not_allowed(method, &request.path, allow));
         match (resource, method) {
             ("consumer", "GET") => self.read_registers(request, peer),
             ("consumer", "PUT") => self.request_changes(request),
@@ -506,11 +501,9 @@ impl Service {
     fn render_metrics(&self) -> Response {
         let (stats, snapshot) =
             self.with_state(|state, now| (state.stats(), state.snapshot(now, &Selection::All)));
-        let text = self.metrics.render(
-            &stats,
-            self.held_polls.load(Ordering::Relaxed),
-            &snapshot,
-        );
+        let text = self
+            .metrics
+            .render(&stats, self.held_polls.load(Ordering::Relaxed), &snapshot);
         Response {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             ..Response::new(200, text)
