@@ -1,0 +1,9 @@
+//! Integration tests: the real `regd` binary on a free loopback port, spoken to over
+//! HTTP. One module per area of PROTOCOL.md and of the daemon.
+
+mod support;
+
+mod daemon;
+mod http_layer;
+mod protocol_a;
+mod protocol_b;

@@ -1,0 +1,408 @@
+//! Test support: start the real `regd` on a free loopback port, speak raw HTTP to it,
+//! and wait for conditions with deadlines (never a bare sleep).
+
+#![allow(dead_code)] // each test module uses a different part of the support code
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running `regd`, killed and reaped on drop (its stderr is printed if the test
+/// failed).
+pub struct Daemon {
+    child: Option<Child>,
+    pub address: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts `regd --addr 127.0.0.1:0` with extra arguments.
+    pub fn start(args: &[&str]) -> Daemon {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts `regd` with extra arguments and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_regd"));
+        command
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start regd");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_thread = {
+            let mut pipe = child.stderr.take().expect("stderr");
+            let stderr = stderr.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(&mut pipe);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    stderr.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            })
+        };
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        // Blocks until regd prints its line, or exits (end of the pipe).
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read regd stdout");
+        let address = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "regd did not announce its address; stdout {line:?}, stderr {:?}",
+                    stderr.lock().unwrap()
+                )
+            })
+            .parse()
+            .expect("announced address parses");
+        Daemon {
+            child: Some(child),
+            address,
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A new keep-alive connection.
+    pub fn connect(&self) -> Http {
+        Http::connect(self.address)
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, method: &str, target: &str, body: &str) -> Reply {
+        self.connect().request(method, target, body)
+    }
+
+    pub fn get(&self, target: &str) -> Reply {
+        self.request("GET", target, "")
+    }
+
+    pub fn put(&self, target: &str, body: &str) -> Reply {
+        self.request("PUT", target, body)
+    }
+
+    /// What regd wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        wait_until(&format!("log line containing {text:?}"), || {
+            self.stderr().contains(text)
+        });
+    }
+
+    /// Sends a signal (by name, such as "TERM") to the daemon.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the daemon to exit by itself and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                if let Some(thread) = self.stderr_thread.take() {
+                    let _ = thread.join();
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "regd did not exit");
+            thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
+        }
+        if thread::panicking() {
+            eprintln!("--- regd stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after [`PATIENCE`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
+    }
+}
+
+/// An answer as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The `X-Reg-Index` header as a number.
+    pub fn index(&self) -> u64 {
+        self.header("X-Reg-Index")
+            .expect("X-Reg-Index header")
+            .parse()
+            .expect("X-Reg-Index is a number")
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {:?}", self.body))
+    }
+
+    /// The `error` message of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {:?}", self.body))
+            .to_string()
+    }
+
+    #[track_caller]
+    pub fn assert(&self, status: u16, body: &str) -> &Self {
+        assert_eq!((self.status, self.body.as_str()), (status, body));
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, mentions: &str) -> &Self {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("Content-Type"), Some("application/json"));
+        let message = self.error();
+        assert!(
+            message.contains(mentions),
+            "error {message:?} should mention {mentions:?}"
+        );
+        self
+    }
+}
+
+/// A raw HTTP/1.1 connection: exact bytes out, parsed answers in.
+pub struct Http {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Http {
+    pub fn connect(address: SocketAddr) -> Http {
+        let stream = TcpStream::connect(address).expect("connect to regd");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Http {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Sends a request with a Content-Length body and reads the answer.
+    pub fn request(&mut self, method: &str, target: &str, body: &str) -> Reply {
+        self.send_request(method, target, body);
+        self.read_reply()
+    }
+
+    pub fn send_request(&mut self, method: &str, target: &str, body: &str) {
+        let raw = format!(
+            "{method} {target} HTTP/1.1\r\nHost: regd\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send(raw.as_bytes());
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to regd");
+    }
+
+    /// Reads one answer (Content-Length framed, or to the end for `Connection: close`
+    /// without a length).
+    pub fn read_reply(&mut self) -> Reply {
+        self.try_read_reply()
+            .unwrap_or_else(|| panic!("connection closed before an answer"))
+    }
+
+    /// `None` if the connection ends before a complete answer.
+    pub fn try_read_reply(&mut self) -> Option<Reply> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head)) = response.parse(&self.buffer) {
+                let status = response.code.expect("status");
+                let headers: Vec<(String, String)> = response
+                    .headers
+                    .iter()
+                    .map(|header| {
+                        (
+                            header.name.to_string(),
+                            String::from_utf8_lossy(header.value).to_string(),
+                        )
+                    })
+                    .collect();
+                let length = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, value)| value.parse::<usize>().expect("length"));
+                if status == 100 {
+                    self.buffer.drain(..head);
+                    continue;
+                }
+                let length = length.unwrap_or(0);
+                while self.buffer.len() < head + length {
+                    if !self.read_some() {
+                        return None;
+                    }
+                }
+                let body = String::from_utf8(self.buffer[head..head + length].to_vec())
+                    .expect("UTF-8 body");
+                self.buffer.drain(..head + length);
+                return Some(Reply {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            if !self.read_some() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads whatever arrives; false at the end of the stream.
+    fn read_some(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(read) => {
+                self.buffer.extend_from_slice(&chunk[..read]);
+                true
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(error) => panic!("reading from regd: {error}"),
+        }
+    }
+
+    /// Whether the server closed the connection (reads the end of stream).
+    pub fn is_closed_by_server(&mut self) -> bool {
+        !self.read_some() && self.buffer.is_empty()
+    }
+
+    /// Waits for a 100 Continue interim answer.
+    pub fn read_continue(&mut self) -> bool {
+        loop {
+            if self.buffer.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                self.buffer.drain(..25);
+                return true;
+            }
+            if self.buffer.len() >= 25 {
+                return false;
+            }
+            if !self.read_some() {
+                return false;
+            }
+        }
+    }
+}
+
+/// `{"registers": {name: {"value": value}}}` for a list of (name, JSON value).
+pub fn registers(entries: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = entries
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{}:{{\"value\":{value}}}",
+                serde_json::to_string(name).unwrap()
+            )
+        })
+        .collect();
+    format!("{{\"registers\":{{{}}}}}", inner.join(","))
+}
+
+/// URL-encodes a query value.
+pub fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Starts a request on its own connection and thread; join for the answer.
+pub fn spawn_request(
+    address: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> thread::JoinHandle<Reply> {
+    let (method, target, body) = (method.to_string(), target.to_string(), body.to_string());
+    thread::spawn(move || Http::connect(address).request(&method, &target, &body))
+}
+
+/// Waits until the daemon reports `count` held polls in /metrics.
+pub fn wait_for_held_polls(daemon: &Daemon, count: u64) {
+    wait_until(&format!("{count} held polls"), || {
+        metric(daemon, "regd_held_polls") == Some(count as f64)
+    });
+}
+
+/// One unlabelled sample from /metrics.
+pub fn metric(daemon: &Daemon, name: &str) -> Option<f64> {
+    let reply = daemon.get("/metrics");
+    reply.body.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.parse().ok()).flatten()
+    })
+}
