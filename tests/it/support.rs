@@ -233,6 +233,8 @@ impl Reply {
 pub struct Http {
     pub stream: TcpStream,
     buffer: Vec<u8>,
+    /// The answer being read is to a HEAD request: it has no body.
+    head_only: bool,
 }
 
 impl Http {
@@ -243,12 +245,14 @@ impl Http {
         Http {
             stream,
             buffer: Vec::new(),
+            head_only: false,
         }
     }
 
     /// Sends a request with a Content-Length body and reads the answer.
     pub fn request(&mut self, method: &str, target: &str, body: &str) -> Reply {
         self.send_request(method, target, body);
+        self.head_only = method == "HEAD";
         self.read_reply()
     }
 
@@ -296,7 +300,11 @@ impl Http {
                     self.buffer.drain(..head);
                     continue;
                 }
-                let length = length.unwrap_or(0);
+                let length = if self.head_only {
+                    0
+                } else {
+                    length.unwrap_or(0)
+                };
                 while self.buffer.len() < head + length {
                     if !self.read_some() {
                         return None;
