@@ -239,7 +239,10 @@ pub struct Http {
 
 impl Http {
     pub fn connect(address: SocketAddr) -> Http {
-        let stream = TcpStream::connect(address).expect("connect to regd");
+        Self::from_stream(TcpStream::connect(address).expect("connect to regd"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Http {
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
         Http {
