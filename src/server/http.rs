@@ -96,6 +96,12 @@ pub fn serve(stream: TcpStream, peer_address: SocketAddr, service: &Service, lim
         let started = Instant::now();
         let mut response = service.handle(&request, &connection);
         let close = request.wants_close || service.is_shutting_down() || response.close;
+        if !close && request.http_1_0 {
+            // An HTTP/1.0 client assumes close unless told otherwise.
+            response
+                .headers
+                .push(("Connection", "keep-alive".to_string()));
+        }
         let written = connection.write_response(&response, request.method == "HEAD", close);
         log::debug!(
             "{} {} {} {}{}{} {} in {:?}",
@@ -223,7 +229,7 @@ impl Connection<'_> {
                 ))));
             }
         };
-        let target = parsed.path.unwrap_or("/");
+        let target = origin_form(parsed.path.unwrap_or("/"));
         if target.len() > self.limits.max_uri_bytes {
             return Err(ReadError::Refuse(uri_too_long(self.limits.max_uri_bytes)));
         }
@@ -237,6 +243,7 @@ impl Connection<'_> {
                 headers: Vec::new(),
                 body: Vec::new(),
                 wants_close: version_minor == 0,
+                http_1_0: version_minor == 0,
                 peer_address: Some(self.peer_address),
             },
             framing: Framing::None,
@@ -356,7 +363,7 @@ impl Connection<'_> {
 
     fn fill_to(&mut self, length: usize, deadline: Instant) -> Result<(), ReadError> {
         while self.buffer.len() < length {
-            let wanted = (length - self.buffer.len()).min(64 * 1024);
+            let wanted = length - self.buffer.len();
             if self.read_more(wanted, deadline)? == 0 {
                 return Err(ReadError::Closed);
             }
@@ -372,17 +379,20 @@ impl Connection<'_> {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.stream.set_read_timeout(Some(remaining))?;
-        let start = self.buffer.len();
-        self.buffer.resize(start + wanted, 0);
-        let result = loop {
-            match self.stream.read(&mut self.buffer[start..]) {
+        // Read on the stack and keep only what arrived: a parked keep-alive connection
+        // then holds a buffer the size of its request, not of the read chunk.
+        let mut chunk = [0u8; READ_CHUNK];
+        let wanted = wanted.min(READ_CHUNK);
+        loop {
+            match self.stream.read(&mut chunk[..wanted]) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+                Err(error) => return Err(error),
+                Ok(read) => {
+                    self.buffer.extend_from_slice(&chunk[..read]);
+                    return Ok(read);
+                }
             }
-        };
-        let read = *result.as_ref().unwrap_or(&0);
-        self.buffer.truncate(start + read);
-        result
+        }
     }
 
     fn write_response(
@@ -469,6 +479,22 @@ enum Framing {
     None,
     Length(usize),
     Chunked,
+}
+
+/// The path and query of a request target; an absolute-form target (as sent to
+/// proxies, `http://host/consumer`) loses its scheme and authority.
+fn origin_form(target: &str) -> &str {
+    let Some(after_scheme) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    else {
+        return target;
+    };
+    match after_scheme.find(['/', '?']) {
+        Some(start) if after_scheme[start..].starts_with('/') => &after_scheme[start..],
+        // `http://host?query` has no path: such a target names no resource.
+        _ => "/",
+    }
 }
 
 fn refuse(message: String) -> ReadError {

@@ -64,6 +64,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the client asked to close the connection after this request.
     pub wants_close: bool,
+    /// Whether the request was HTTP/1.0.
+    pub http_1_0: bool,
     /// The TCP peer, when there is one.
     pub peer_address: Option<SocketAddr>,
 }

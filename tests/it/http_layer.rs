@@ -248,3 +248,45 @@ fn burst_of_100_connections_all_answered_within_a_second() {
             .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
     }
 }
+
+#[test]
+fn absolute_form_targets_are_served() {
+    let daemon = Daemon::start(&[]);
+    let mut connection = daemon.connect();
+    connection.send(b"GET http://gateway:8080/healthz HTTP/1.1\r\nHost: gateway\r\n\r\n");
+    connection.read_reply().assert(200, r#"{"status":"ok"}"#);
+}
+
+#[test]
+fn http_1_0_keep_alive_is_confirmed_in_the_answer() {
+    let daemon = Daemon::start(&[]);
+    let mut connection = daemon.connect();
+    connection.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let reply = connection.read_reply();
+    assert_eq!(reply.header("Connection"), Some("keep-alive"));
+}
+
+/// With its file descriptors exhausted regd cannot accept; it must log, keep the
+/// accept loop alive, and serve again once descriptors are free.
+#[test]
+fn accept_loop_survives_running_out_of_file_descriptors() {
+    let script = format!(
+        "ulimit -n 24 && exec {} --addr 127.0.0.1:0",
+        env!("CARGO_BIN_EXE_regd")
+    );
+    let daemon = Daemon::start_command(std::process::Command::new("sh").args(["-c", &script]));
+    let mut held = Vec::new();
+    // More connections than descriptors: the later ones wait in the backlog.
+    for _ in 0..40 {
+        held.push(TcpStream::connect(daemon.address).expect("connect"));
+    }
+    daemon.wait_for_log("accept failed (will keep trying)");
+    drop(held);
+    wait_until("service to resume", || {
+        let mut connection = Http::connect(daemon.address);
+        connection.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        connection
+            .try_read_reply()
+            .is_some_and(|reply| reply.status == 200)
+    });
+}

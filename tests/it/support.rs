@@ -34,15 +34,20 @@ impl Daemon {
         if !args.contains(&"--addr") {
             command.args(["--addr", "127.0.0.1:0"]);
         }
+        command.args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::start_command(&mut command)
+    }
+
+    /// Starts a command that runs regd (for example under `sh -c 'ulimit …; exec regd'`).
+    pub fn start_command(command: &mut Command) -> Daemon {
         command
-            .args(args)
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
         let mut child = command.spawn().expect("start regd");
         let stderr = Arc::new(Mutex::new(String::new()));
         let stderr_thread = {
