@@ -34,7 +34,7 @@ impl Daemon {
         if !args.contains(&"--addr") {
             command.args(["--addr", "127.0.0.1:0"]);
         }
-        command.args(args);
+        command.args(args).env_remove("JOURNAL_STREAM");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -44,7 +44,6 @@ impl Daemon {
     /// Starts a command that runs regd (for example under `sh -c 'ulimit …; exec regd'`).
     pub fn start_command(command: &mut Command) -> Daemon {
         command
-            .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
