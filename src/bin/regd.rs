@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use log::LevelFilter;
-use regd::server::{self, Config, Server};
+use regd::server::{self, Config, Server, access};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -113,6 +113,24 @@ const SETTINGS: &[Setting] = &[
         default: "1000",
         help: "most register names in one request",
     },
+    Setting {
+        flag: "--token-file",
+        env: "REGD_TOKEN_FILE",
+        default: "",
+        help: "turns access control on: a file of `TOKEN ROLE [LABEL]` lines (roles provider, consumer, admin); must not be world-readable",
+    },
+    Setting {
+        flag: "--trust-loopback",
+        env: "REGD_TRUST_LOOPBACK",
+        default: "false",
+        help: "with tokens, requests from a loopback peer need none (decided by the TCP peer address)",
+    },
+    Setting {
+        flag: "--open-metrics",
+        env: "REGD_OPEN_METRICS",
+        default: "false",
+        help: "with tokens, /metrics needs none",
+    },
 ];
 
 #[derive(Debug)]
@@ -120,6 +138,14 @@ enum Error {
     Usage(String),
     Server(server::Error),
     Signals(std::io::Error),
+    TokenFile { path: String, problem: TokenProblem },
+}
+
+#[derive(Debug)]
+enum TokenProblem {
+    Unreadable(std::io::Error),
+    WorldReadable(u32),
+    Invalid(access::TokenFileError),
 }
 
 impl fmt::Display for Error {
@@ -128,6 +154,14 @@ impl fmt::Display for Error {
             Error::Usage(message) => write!(f, "{message}; see regd --help"),
             Error::Server(error) => write!(f, "{error}"),
             Error::Signals(_) => write!(f, "cannot install signal handlers"),
+            Error::TokenFile { path, problem } => match problem {
+                TokenProblem::Unreadable(_) => write!(f, "cannot read token file {path}"),
+                TokenProblem::WorldReadable(mode) => write!(
+                    f,
+                    "token file {path} is readable by every user (mode {mode:o}); run `chmod 600 {path}` (or 640 with a group regd is in) and start again"
+                ),
+                TokenProblem::Invalid(_) => write!(f, "token file {path} is not valid"),
+            },
         }
     }
 }
@@ -138,6 +172,11 @@ impl std::error::Error for Error {
             Error::Usage(_) => None,
             Error::Server(error) => error.source(),
             Error::Signals(error) => Some(error),
+            Error::TokenFile { problem, .. } => match problem {
+                TokenProblem::Unreadable(error) => Some(error),
+                TokenProblem::WorldReadable(_) => None,
+                TokenProblem::Invalid(error) => Some(error),
+            },
         }
     }
 }
@@ -202,6 +241,26 @@ fn run() -> Result<(), Error> {
         config.service.default_ttl,
     );
 
+    let access = &config.service.access;
+    if access.tokens.is_empty() {
+        log::info!("access control off: every client may read and write (see --token-file)");
+    } else {
+        log::info!(
+            "access control on: {} tokens; loopback {}; /metrics {}",
+            access.tokens.len(),
+            if access.trust_loopback {
+                "trusted"
+            } else {
+                "needs a token"
+            },
+            if access.open_metrics {
+                "open"
+            } else {
+                "needs a token"
+            },
+        );
+    }
+
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
     let signals_handle = signals.handle();
     let shutdown = server.shutdown_handle();
@@ -247,6 +306,21 @@ impl Settings {
                     .filter(|value| !value.is_empty())
             })
             .unwrap_or_else(|| setting.default.to_string()))
+    }
+
+    /// A boolean flag: present, or its variable set to true/1/yes.
+    fn switch(&mut self, flag: &'static str) -> Result<bool, Error> {
+        if self.args.contains(flag) {
+            return Ok(true);
+        }
+        let text = self.raw(flag)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(Error::Usage(format!(
+                "{flag} (or its variable) must be true or false, got {text:?}"
+            ))),
+        }
     }
 
     fn number<T: FromStr>(&mut self, flag: &'static str) -> Result<T, Error> {
@@ -308,8 +382,32 @@ impl Settings {
         config.service.name_limits.max_name_bytes = self.positive("--max-name")?;
         config.service.name_limits.max_names = self.positive("--max-names")?;
         config.service.first_revision = unpredictable_revision();
+        config.service.access.trust_loopback = self.switch("--trust-loopback")?;
+        config.service.access.open_metrics = self.switch("--open-metrics")?;
+        let token_file = self.raw("--token-file")?;
+        if !token_file.is_empty() {
+            config.service.access.tokens = load_tokens(&token_file)?;
+        }
         Ok(config)
     }
+}
+
+/// Reads the token file, refusing one that every user could read.
+fn load_tokens(path: &str) -> Result<Vec<access::Token>, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |problem| Error::TokenFile {
+        path: path.to_string(),
+        problem,
+    };
+    let metadata =
+        std::fs::metadata(path).map_err(|error| fail(TokenProblem::Unreadable(error)))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(fail(TokenProblem::WorldReadable(mode)));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|error| fail(TokenProblem::Unreadable(error)))?;
+    access::parse_tokens(&text).map_err(|error| fail(TokenProblem::Invalid(error)))
 }
 
 /// A starting revision that differs from run to run, so that an `index` a client kept

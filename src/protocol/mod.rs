@@ -31,6 +31,8 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// The `Retry-After` header (seconds) of a 503.
     pub retry_after: Option<u32>,
+    /// Whether a 401 carries a `WWW-Authenticate` challenge.
+    pub www_authenticate: bool,
 }
 
 impl ApiError {
@@ -40,6 +42,7 @@ impl ApiError {
             message: message.into(),
             allow: None,
             retry_after: None,
+            www_authenticate: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! more thread turns excess connections away with a 503); every thread is joined, or
 //! waited for up to the shutdown grace period, before [`Server::run`] returns.
 
+pub mod access;
 mod http;
 mod metrics;
 mod service;

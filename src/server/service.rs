@@ -16,6 +16,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::core::{self, Name, Registry, Selection, Value, WaiterId};
 use crate::protocol::{self, ApiError, query};
 
+use super::access::AccessPolicy;
 use super::metrics::Metrics;
 
 /// Settings of the service (the HTTP limits live in [`super::HttpLimits`]).
@@ -34,6 +35,8 @@ pub struct ServiceConfig {
     /// The revision the registry starts at (unpredictable in the daemon, see
     /// [`Registry::new`]).
     pub first_revision: u64,
+    /// Who may do what (PROTOCOL B5); open when it has no tokens.
+    pub access: AccessPolicy,
 }
 
 impl Default for ServiceConfig {
@@ -45,6 +48,7 @@ impl Default for ServiceConfig {
             default_ttl: Duration::from_secs(10),
             max_polls: 4_000,
             first_revision: 1,
+            access: AccessPolicy::default(),
         }
     }
 }
@@ -80,6 +84,21 @@ impl Request {
             query: query.to_string(),
             ..Request::default()
         }
+    }
+
+    /// The value of a header (names are stored in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The same request with a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
     }
 
     /// The same request with a body.
@@ -126,6 +145,11 @@ impl Response {
         }
         if let Some(seconds) = error.retry_after {
             response.headers.push(("Retry-After", seconds.to_string()));
+        }
+        if error.www_authenticate {
+            response
+                .headers
+                .push(("WWW-Authenticate", r#"Bearer realm="regd""#.to_string()));
         }
         response
     }
@@ -317,10 +341,13 @@ impl Service {
         self.metrics.count_request("other", "OTHER", error.status);
     }
 
-    /// The one place that decides whether a request may proceed (PROTOCOL B5 comes
-    /// here). Every request is allowed while access control is off.
-    fn authorize(&self, _request: &Request, _resource: &str) -> Result<(), ApiError> {
-        Ok(())
+    /// The one place that decides whether a request may proceed (PROTOCOL B5).
+    fn authorize(&self, request: &Request, resource: &str) -> Result<(), ApiError> {
+        self.config.access.check(
+            resource,
+            request.header("authorization"),
+            request.peer_address,
+        )
     }
 
     /// Routes and answers one request.

@@ -53,6 +53,9 @@ fn help_lists_every_setting_with_its_variable_and_default() {
         ("--max-name", "REGD_MAX_NAME", "1024"),
         ("--max-names", "REGD_MAX_NAMES", "1000"),
         ("--log-level", "REGD_LOG_LEVEL", "info"),
+        ("--token-file", "REGD_TOKEN_FILE", ""),
+        ("--trust-loopback", "REGD_TRUST_LOOPBACK", "false"),
+        ("--open-metrics", "REGD_OPEN_METRICS", "false"),
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
         assert!(

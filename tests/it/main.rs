@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access;
 mod daemon;
 mod http_layer;
 mod protocol_a;

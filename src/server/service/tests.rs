@@ -393,3 +393,37 @@ fn metrics_are_valid_exposition() {
     }
     assert!(!text.contains("name=\"s\""), "strings are not samples");
 }
+
+#[test]
+fn spoofed_headers_do_not_make_a_remote_peer_local() {
+    let tokens = crate::server::access::parse_tokens("0123456789abcdef0123 admin\n").unwrap();
+    let service = Service::new(ServiceConfig {
+        access: AccessPolicy {
+            tokens,
+            trust_loopback: true,
+            open_metrics: false,
+        },
+        ..ServiceConfig::default()
+    });
+    let remote: std::net::SocketAddr = "203.0.113.9:5000".parse().unwrap();
+    let mut request = Request::new("GET", "/consumer")
+        .with_header("X-Forwarded-For", "127.0.0.1")
+        .with_header("X-Real-IP", "::1")
+        .with_header("Host", "localhost")
+        .with_header("Forwarded", "for=127.0.0.1");
+    request.peer_address = Some(remote);
+    let refused = service.handle(&request, &AlwaysConnected);
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.header("WWW-Authenticate"),
+        Some(r#"Bearer realm="regd""#)
+    );
+    request.peer_address = Some("127.0.0.1:5000".parse().unwrap());
+    assert_eq!(service.handle(&request, &AlwaysConnected).status, 200);
+    let authorized = Request {
+        peer_address: Some(remote),
+        ..Request::new("GET", "/consumer")
+            .with_header("Authorization", "Bearer 0123456789abcdef0123")
+    };
+    assert_eq!(service.handle(&authorized, &AlwaysConnected).status, 200);
+}

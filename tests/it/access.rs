@@ -1,0 +1,206 @@
+//! Access control (PROTOCOL B5) against the real daemon: tokens, roles, Basic auth,
+//! trusted loopback, the token file's checks.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::*;
+
+const PROVIDER: &str = "prov-0123456789abcdef";
+const CONSUMER: &str = "cons-0123456789abcdef";
+const ADMIN: &str = "admin-0123456789abcdef";
+
+/// A token file in a fresh temporary directory, removed on drop.
+struct TokenFile {
+    directory: PathBuf,
+    path: PathBuf,
+}
+
+impl TokenFile {
+    fn new(mode: u32) -> TokenFile {
+        let directory = std::env::temp_dir().join(format!(
+            "regd-tokens-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("tokens");
+        std::fs::write(
+            &path,
+            format!(
+                "# regd tokens\n{PROVIDER} provider sensors\n{CONSUMER} consumer dashboard\n{ADMIN} admin ops\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        TokenFile { directory, path }
+    }
+
+    fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+fn with_token(daemon: &Daemon, method: &str, target: &str, body: &str, auth: &str) -> Reply {
+    let mut connection = daemon.connect();
+    let header = if auth.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: {auth}\r\n")
+    };
+    connection.send(
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    connection.read_reply()
+}
+
+fn basic(password: &str) -> String {
+    // base64 of "device:" + password, computed with the system's base64 tool.
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            &format!("printf 'device:%s' '{password}' | base64 -w0"),
+        ])
+        .output()
+        .expect("base64");
+    format!("Basic {}", String::from_utf8(output.stdout).unwrap())
+}
+
+#[test]
+fn tokens_and_roles_guard_the_resources() {
+    let file = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", file.path()]);
+    let body = registers(&[("a", "1")]);
+    let bearer = |token: &str| format!("Bearer {token}");
+
+    let missing = with_token(&daemon, "GET", "/consumer", "", "");
+    missing.assert_error(401, "Authorization: Bearer");
+    assert_eq!(
+        missing.header("WWW-Authenticate"),
+        Some(r#"Bearer realm="regd""#)
+    );
+    with_token(
+        &daemon,
+        "GET",
+        "/consumer",
+        "",
+        &bearer("wrong-0123456789abcdef"),
+    )
+    .assert_error(401, "not valid");
+    with_token(&daemon, "PUT", "/provider", &body, &bearer(CONSUMER))
+        .assert_error(403, "consumer token (dashboard) may not use /provider");
+    with_token(&daemon, "GET", "/consumer", "", &bearer(PROVIDER))
+        .assert_error(403, "provider token (sensors) may not use /consumer");
+
+    with_token(&daemon, "PUT", "/provider", &body, &bearer(PROVIDER)).assert(204, "");
+    with_token(&daemon, "GET", "/consumer", "", &bearer(CONSUMER))
+        .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
+    with_token(&daemon, "PUT", "/consumer", &body, &bearer(ADMIN)).assert(202, "");
+    with_token(&daemon, "GET", "/provider", "", &bearer(ADMIN))
+        .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
+    with_token(&daemon, "DELETE", "/provider?name=a", "", &bearer(CONSUMER))
+        .assert_error(403, "may not use /provider");
+    with_token(&daemon, "DELETE", "/provider?name=a", "", &bearer(PROVIDER)).assert(204, "");
+
+    // Clients that can only put credentials in the URL send HTTP Basic.
+    with_token(&daemon, "GET", "/consumer", "", &basic(CONSUMER))
+        .assert(200, r#"{"registers":{}}"#);
+    with_token(
+        &daemon,
+        "GET",
+        "/consumer",
+        "",
+        &basic("nope-0123456789abcdef"),
+    )
+    .assert_error(401, "not valid");
+
+    // /healthz stays open; /metrics needs a token unless --open-metrics.
+    daemon.get("/healthz").assert(200, r#"{"status":"ok"}"#);
+    daemon.get("/metrics").assert_error(401, "token");
+    assert_eq!(
+        with_token(&daemon, "GET", "/metrics", "", &bearer(CONSUMER)).status,
+        200
+    );
+
+    // The token never reaches the log.
+    assert!(!daemon.stderr().contains(CONSUMER));
+    assert!(daemon.stderr().contains("access control on: 3 tokens"));
+}
+
+#[test]
+fn loopback_can_be_trusted_and_metrics_opened() {
+    let file = TokenFile::new(0o640);
+    let daemon = Daemon::start(&[
+        "--token-file",
+        file.path(),
+        "--trust-loopback",
+        "--open-metrics",
+    ]);
+    daemon
+        .put("/provider", &registers(&[("a", "1")]))
+        .assert(204, "");
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
+    assert_eq!(daemon.get("/metrics").status, 200);
+    let by_env = Daemon::start_with_env(
+        &[],
+        &[
+            ("REGD_TOKEN_FILE", file.path()),
+            ("REGD_OPEN_METRICS", "true"),
+        ],
+    );
+    assert_eq!(by_env.get("/metrics").status, 200);
+    by_env.get("/consumer").assert_error(401, "token");
+}
+
+#[test]
+fn a_world_readable_or_invalid_token_file_refuses_to_start() {
+    let file = TokenFile::new(0o644);
+    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+        .args(["--addr", "127.0.0.1:0", "--token-file", file.path()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("readable by every user"), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    assert!(output.stdout.is_empty(), "never announced");
+
+    std::fs::write(&file.path, "short admin\n").unwrap();
+    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+        .args(["--addr", "127.0.0.1:0", "--token-file", file.path()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("line 1: token too short"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--token-file",
+            "/nonexistent/tokens",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8(output.stderr)
+            .unwrap()
+            .contains("cannot read token file")
+    );
+}
