@@ -544,4 +544,6 @@ fn deadline_after(now: Instant, ttl: Duration) -> Instant {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
