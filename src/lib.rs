@@ -10,5 +10,6 @@
 
 pub mod core;
 pub mod logger;
+pub mod notify;
 pub mod protocol;
 pub mod server;

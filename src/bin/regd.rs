@@ -4,8 +4,10 @@
 
 use std::fmt;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -138,6 +140,7 @@ enum Error {
     Usage(String),
     Server(server::Error),
     Signals(std::io::Error),
+    Thread(std::io::Error),
     TokenFile { path: String, problem: TokenProblem },
 }
 
@@ -154,6 +157,7 @@ impl fmt::Display for Error {
             Error::Usage(message) => write!(f, "{message}; see regd --help"),
             Error::Server(error) => write!(f, "{error}"),
             Error::Signals(_) => write!(f, "cannot install signal handlers"),
+            Error::Thread(_) => write!(f, "cannot start a thread"),
             Error::TokenFile { path, problem } => match problem {
                 TokenProblem::Unreadable(_) => write!(f, "cannot read token file {path}"),
                 TokenProblem::WorldReadable(mode) => write!(
@@ -171,7 +175,7 @@ impl std::error::Error for Error {
         match self {
             Error::Usage(_) => None,
             Error::Server(error) => error.source(),
-            Error::Signals(error) => Some(error),
+            Error::Signals(error) | Error::Thread(error) => Some(error),
             Error::TokenFile { problem, .. } => match problem {
                 TokenProblem::Unreadable(error) => Some(error),
                 TokenProblem::WorldReadable(_) => None,
@@ -222,7 +226,11 @@ fn run() -> Result<(), Error> {
     }
     regd::logger::init(level);
 
-    let server = Server::bind(config.clone()).map_err(Error::Server)?;
+    let server = match inherited_listener()? {
+        Some(listener) => Server::from_listener(config.clone(), listener),
+        None => Server::bind(config.clone()),
+    }
+    .map_err(Error::Server)?;
     let address = server.local_address();
     // The one line on stdout: tests and operators learn the real port from it.
     let mut stdout = std::io::stdout().lock();
@@ -278,10 +286,105 @@ fn run() -> Result<(), Error> {
             }
         })
         .map_err(Error::Signals)?;
+    let (stop_watchdog, watchdog_stopped) = mpsc::channel::<()>();
+    let watchdog = match regd::notify::watchdog_interval() {
+        Some(interval) => Some(
+            thread::Builder::new()
+                .name("regd-watchdog".to_string())
+                .spawn({
+                    let serving = server.shutdown_handle();
+                    move || keep_watchdog_fed(address, interval, &serving, &watchdog_stopped)
+                })
+                .map_err(Error::Thread)?,
+        ),
+        None => None,
+    };
+    if let Err(error) = regd::notify::notify(&format!("READY=1\nSTATUS=listening on {address}")) {
+        log::warn!("cannot tell systemd that regd is ready: {error}");
+    }
+
     let result = server.run().map_err(Error::Server);
+    let _ = regd::notify::notify("STOPPING=1");
+    drop(stop_watchdog);
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.join();
+    }
     signals_handle.close();
     let _ = signal_thread.join();
     result
+}
+
+/// A listening socket handed over by systemd (`regd.socket`), if any.
+fn inherited_listener() -> Result<Option<std::net::TcpListener>, Error> {
+    let mut inherited = listenfd::ListenFd::from_env();
+    if inherited.len() == 0 {
+        return Ok(None);
+    }
+    let listener = inherited.take_tcp_listener(0).map_err(|error| {
+        Error::Usage(format!(
+            "the socket passed by systemd (LISTEN_FDS) is not a TCP listening socket: {error}"
+        ))
+    })?;
+    if listener.is_some() {
+        log::info!("using the listening socket passed by systemd; --addr is ignored");
+    }
+    Ok(listener)
+}
+
+/// Sends systemd's watchdog keep-alive twice per interval, but only after proving the
+/// daemon healthy: a real `GET /healthz` through the listener, a connection thread,
+/// the router and the registry lock. A wedged daemon stops the keep-alives and
+/// systemd restarts it.
+fn keep_watchdog_fed(
+    address: SocketAddr,
+    interval: Duration,
+    serving: &server::ShutdownHandle,
+    stopped: &mpsc::Receiver<()>,
+) {
+    let period = interval / 2;
+    loop {
+        if serving.is_serving() {
+            match probe_health(address, period.min(Duration::from_secs(5))) {
+                Ok(()) => {
+                    let _ = regd::notify::notify("WATCHDOG=1");
+                }
+                Err(error) => {
+                    log::warn!("health probe failed, withholding the watchdog keep-alive: {error}")
+                }
+            }
+        }
+        match stopped.recv_timeout(period) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => return,
+        }
+    }
+}
+
+fn probe_health(address: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    use std::io::{Error as IoError, Read};
+    let target = if address.ip().is_unspecified() {
+        match address {
+            SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], address.port())),
+            SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port())),
+        }
+    } else {
+        address
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: regd\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    // At the connection limit a 503 still proves the accept loop is alive.
+    if head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.1 503") {
+        Ok(())
+    } else {
+        Err(IoError::other(format!(
+            "unexpected answer {:?}",
+            String::from_utf8_lossy(&head)
+        )))
+    }
 }
 
 struct Settings {

@@ -143,6 +143,11 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
+    /// Whether the server is serving (not shutting down), for health checks.
+    pub fn is_serving(&self) -> bool {
+        !self.shared.stopping.load(Ordering::Acquire)
+    }
+
     /// Begins shutdown: held polls are answered at once, no new connection is accepted,
     /// and [`Server::run`] returns once in-flight requests are done.
     pub fn shut_down(&self) {
@@ -162,13 +167,23 @@ impl Server {
         let address = resolve(&config.address)?;
         let socket =
             listen(address, config.backlog).map_err(|source| Error::Bind { address, source })?;
-        let listener: TcpListener = socket.into();
-        let local_address = listener
-            .local_addr()
-            .map_err(|source| Error::Bind { address, source })?;
-        let clone = listener
-            .try_clone()
-            .map_err(|source| Error::Bind { address, source })?;
+        Self::from_listener(config, socket.into())
+    }
+
+    /// Serves on a socket that is already listening (systemd socket activation).
+    pub fn from_listener(config: Config, listener: TcpListener) -> Result<Server, Error> {
+        let unknown = SocketAddr::from(([0u8; 4], 0));
+        let local_address = listener.local_addr().map_err(|source| Error::Bind {
+            address: unknown,
+            source,
+        })?;
+        let bind_error = |source| Error::Bind {
+            address: local_address,
+            source,
+        };
+        // An inherited socket may be non-blocking; the accept loop blocks.
+        listener.set_nonblocking(false).map_err(bind_error)?;
+        let clone = listener.try_clone().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             service: Service::new(config.service.clone()),
             stopping: AtomicBool::new(false),

@@ -194,3 +194,153 @@ fn threads_are_named() {
             .all(|expected| names.iter().any(|name| name.starts_with(expected)))
     });
 }
+
+/// A datagram socket standing in for systemd's notification socket.
+struct NotifySocket {
+    directory: std::path::PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    fn new() -> NotifySocket {
+        let directory = std::env::temp_dir().join(format!(
+            "regd-notify-it-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let socket = std::os::unix::net::UnixDatagram::bind(directory.join("notify")).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        NotifySocket { directory, socket }
+    }
+
+    fn path(&self) -> String {
+        self.directory.join("notify").to_str().unwrap().to_string()
+    }
+
+    fn receive(&self) -> String {
+        let mut buffer = [0u8; 512];
+        let length = self.socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..length]).to_string()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+#[test]
+fn tells_systemd_it_is_ready_healthy_and_stopping() {
+    let notify = NotifySocket::new();
+    let path = notify.path();
+    let mut daemon = Daemon::start_with_env(
+        &[],
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "200000")],
+    );
+    let ready = notify.receive();
+    assert_eq!(
+        ready,
+        format!("READY=1\nSTATUS=listening on {}", daemon.address)
+    );
+    // Keep-alives follow only a successful health probe, twice per interval.
+    assert_eq!(notify.receive(), "WATCHDOG=1");
+    assert_eq!(notify.receive(), "WATCHDOG=1");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit().success());
+    let mut rest = Vec::new();
+    while let Ok(message) = {
+        notify
+            .socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        notify
+            .socket
+            .recv(&mut buffer)
+            .map(|length| String::from_utf8_lossy(&buffer[..length]).to_string())
+    } {
+        rest.push(message);
+    }
+    assert!(rest.contains(&"STOPPING=1".to_string()), "{rest:?}");
+}
+
+#[test]
+fn a_watchdog_for_another_process_is_ignored() {
+    let notify = NotifySocket::new();
+    let path = notify.path();
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &path),
+            ("WATCHDOG_USEC", "100000"),
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    assert!(notify.receive().starts_with("READY=1"));
+    notify
+        .socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    assert!(notify.socket.recv(&mut buffer).is_err(), "no keep-alives");
+    drop(daemon);
+}
+
+#[test]
+fn serves_a_socket_passed_by_systemd() {
+    if Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-socket-activate not installed; skipped");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    // The activator starts regd on the first connection.
+    let first = std::thread::spawn({
+        let listen = listen.clone();
+        move || {
+            let mut reply = None;
+            wait_until(
+                "the activator to listen",
+                || match std::net::TcpStream::connect(&listen) {
+                    Ok(stream) => {
+                        let mut connection = Http::from_stream(stream);
+                        connection.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+                        reply = connection.try_read_reply();
+                        true
+                    }
+                    Err(_) => false,
+                },
+            );
+            reply
+        }
+    });
+    let daemon = Daemon::start_command(Command::new("systemd-socket-activate").args([
+        "-l",
+        &listen,
+        env!("CARGO_BIN_EXE_regd"),
+        "--addr",
+        "127.0.0.1:1",
+    ]));
+    assert_eq!(
+        daemon.address.port(),
+        port,
+        "serves the inherited socket, not --addr"
+    );
+    let reply = first
+        .join()
+        .unwrap()
+        .expect("the first connection is answered");
+    reply.assert(200, r#"{"status":"ok"}"#);
+    daemon.get("/healthz").assert(200, r#"{"status":"ok"}"#);
+    daemon.wait_for_log("using the listening socket passed by systemd");
+}
