@@ -695,10 +695,11 @@ fn a7_missing_zero_or_negative_ttl_is_the_default() {
 #[test]
 fn a7_default_ttl_is_used_for_expiry() {
     let daemon = Daemon::start(&["--default-ttl", "150ms"]);
+    // Measured from before the PUT: the server's clock starts the ttl later.
+    let published = Instant::now();
     daemon
         .put("/provider", &registers(&[("a", "1")]))
         .assert(204, "");
-    let published = Instant::now();
     wait_until("a to expire", || {
         daemon.get("/consumer?name=a").body == r#"{"registers":{}}"#
     });
@@ -766,13 +767,14 @@ fn a9_gone_after_ttl_never_before() {
     let daemon = Daemon::start(&[]);
     let poll = spawn_request(daemon.address, "GET", "/consumer?name=a&wait=20s", "");
     wait_for_held_polls(&daemon, 1);
+    // Measured from before the PUT: the server's clock starts the ttl later.
+    let published = Instant::now();
     daemon
         .put(
             "/provider",
             r#"{"registers":{"a":{"value":1,"ttl":"300ms"}}}"#,
         )
         .assert(204, "");
-    let published = Instant::now();
     poll.join()
         .unwrap()
         .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
