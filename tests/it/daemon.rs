@@ -344,3 +344,67 @@ fn serves_a_socket_passed_by_systemd() {
     daemon.get("/healthz").assert(200, r#"{"status":"ok"}"#);
     daemon.wait_for_log("using the listening socket passed by systemd");
 }
+
+/// The settings regd reports in --help: (flag, variable, default).
+fn documented_settings() -> Vec<(String, String, String)> {
+    let help = String::from_utf8(regd(&["--help"]).stdout).unwrap();
+    let lines: Vec<&str> = help.lines().collect();
+    let mut settings = Vec::new();
+    for pair in lines.windows(2) {
+        let Some(rest) = pair[1].trim().strip_prefix("[env ") else {
+            continue;
+        };
+        let flag = pair[0].split_whitespace().next().unwrap().to_string();
+        let (variable, default) = rest.split_once("] [default ").unwrap();
+        settings.push((
+            flag,
+            variable.to_string(),
+            default.trim_end_matches(']').to_string(),
+        ));
+    }
+    assert!(settings.len() >= 15, "{settings:?}");
+    settings
+}
+
+#[test]
+fn packaged_defaults_file_lists_every_setting() {
+    let defaults = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/default/regd"
+    ))
+    .unwrap();
+    for (_, variable, default) in documented_settings() {
+        let line = format!("#{variable}={default}\n");
+        assert!(
+            defaults.contains(&line),
+            "packaging/default/regd lacks {line:?}"
+        );
+    }
+    for line in defaults.lines() {
+        assert!(
+            line.is_empty() || line.starts_with('#'),
+            "only comments: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn man_page_documents_every_setting() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/man/regd.8"))
+            .unwrap();
+    for (flag, variable, default) in documented_settings() {
+        let troff_flag = flag.replace('-', "\\-");
+        assert!(page.contains(&troff_flag), "regd.8 lacks {flag}");
+        assert!(page.contains(&variable), "regd.8 lacks {variable}");
+        let default = if default.is_empty() {
+            "none".to_string()
+        } else {
+            default
+        };
+        assert!(
+            page.contains(&format!("default {default})")),
+            "regd.8 lacks the default of {flag} ({default})"
+        );
+    }
+}
