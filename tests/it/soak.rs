@@ -143,9 +143,9 @@ fn soak_many_providers_consumers_and_change_requests() {
         .map(|_| Arc::new(Mutex::new(BTreeMap::new())))
         .collect();
     let started = Instant::now();
-    for consumer in 0..CONSUMERS {
+    for (consumer, view) in views.iter().enumerate() {
         let shared = shared.clone();
-        let view = views[consumer].clone();
+        let view = view.clone();
         let watched: Vec<usize> = (0..NAMES_PER_CONSUMER)
             .map(|k| (consumer * 7 + k * 53) % PROVIDERS)
             .collect();
