@@ -282,7 +282,7 @@ fn soak_many_providers_consumers_and_change_requests() {
 
     let failures = shared.failures.lock().unwrap().clone();
     assert!(failures.is_empty(), "{failures:#?}");
-    for provider in 0..PROVIDERS {
+    for (provider, sent) in sent.iter().enumerate() {
         let received = shared.received[provider].lock().unwrap();
         let unique: BTreeSet<u64> = received.iter().copied().collect();
         assert_eq!(
@@ -291,7 +291,7 @@ fn soak_many_providers_consumers_and_change_requests() {
             "duplicates for provider {provider}"
         );
         assert_eq!(
-            unique, sent[provider],
+            &unique, sent,
             "provider {provider} got exactly what was sent"
         );
     }
