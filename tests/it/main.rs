@@ -5,6 +5,7 @@ mod support;
 
 mod access;
 mod daemon;
+mod faults;
 mod http_layer;
 mod protocol_a;
 mod protocol_b;
