@@ -1,0 +1,29 @@
+//! Request bodies of both PUTs: never a panic; an accepted body re-encodes to valid
+//! JSON in which every value keeps its text.
+#![no_main]
+
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use regd::protocol::{self, query::NameLimits};
+
+fuzz_target!(|data: &[u8]| {
+    let limits = NameLimits::default();
+    if let Ok(entries) = protocol::decode_publish(data, Duration::from_secs(10), &limits) {
+        for (name, publish) in &entries {
+            assert!(name.len() <= limits.max_name_bytes);
+            // The stored texts are compact, valid JSON.
+            let value: serde_json::Value =
+                serde_json::from_str(publish.value.as_str()).expect("stored value is JSON");
+            let _ = value;
+            if let Some(metadata) = &publish.metadata {
+                assert!(metadata.as_str().starts_with('{'));
+                assert_ne!(metadata.as_str(), "{}");
+            }
+        }
+    }
+    if let Ok(requests) = protocol::decode_requests(data, &limits) {
+        let encoded = protocol::encode_requests(&requests);
+        let _: serde_json::Value = serde_json::from_str(&encoded).expect("answer is JSON");
+    }
+});
