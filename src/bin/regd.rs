@@ -113,6 +113,12 @@ const SETTINGS: &[Setting] = &[
         default: "1000",
         help: "most register names in one request",
     },
+    Setting {
+        flag: "--web",
+        env: "REGD_WEB",
+        default: "true",
+        help: "serve the web dashboard at / (true or false); --no-web is --web false",
+    },
 ];
 
 #[derive(Debug)]
@@ -202,6 +208,14 @@ fn run() -> Result<(), Error> {
         config.service.default_ttl,
     );
 
+    if config.service.web {
+        if cfg!(feature = "web") {
+            log::info!("web dashboard at http://{address}/");
+        } else {
+            log::warn!("this regd was built without the web feature; / answers 404");
+        }
+    }
+
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
     let signals_handle = signals.handle();
     let shutdown = server.shutdown_handle();
@@ -274,6 +288,17 @@ impl Settings {
         }
     }
 
+    fn switch(&mut self, flag: &'static str) -> Result<bool, Error> {
+        let text = self.raw(flag)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" => Ok(false),
+            _ => Err(Error::Usage(format!(
+                "{flag} must be true or false, got {text:?}"
+            ))),
+        }
+    }
+
     fn log_level(&mut self) -> Result<LevelFilter, Error> {
         let text = self.raw("--log-level")?;
         match text.to_ascii_lowercase().as_str() {
@@ -308,6 +333,10 @@ impl Settings {
         config.service.name_limits.max_name_bytes = self.positive("--max-name")?;
         config.service.name_limits.max_names = self.positive("--max-names")?;
         config.service.first_revision = unpredictable_revision();
+        // `--no-web` wins over `--web` and REGD_WEB: it is the one way to say "off"
+        // without a value.
+        let no_web = self.args.contains("--no-web");
+        config.service.web = !no_web && self.switch("--web")?;
         Ok(config)
     }
 }

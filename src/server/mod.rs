@@ -8,6 +8,7 @@
 mod http;
 mod metrics;
 mod service;
+mod web;
 
 use std::collections::HashMap;
 use std::fmt;

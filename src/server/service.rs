@@ -17,6 +17,7 @@ use crate::core::{self, Name, Registry, Selection, Value, WaiterId};
 use crate::protocol::{self, ApiError, query};
 
 use super::metrics::Metrics;
+use super::web;
 
 /// Settings of the service (the HTTP limits live in [`super::HttpLimits`]).
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub struct ServiceConfig {
     /// The revision the registry starts at (unpredictable in the daemon, see
     /// [`Registry::new`]).
     pub first_revision: u64,
+    /// Serve the web dashboard at `/` and `/ui/` (when built with the `web` feature).
+    pub web: bool,
 }
 
 impl Default for ServiceConfig {
@@ -45,6 +48,7 @@ impl Default for ServiceConfig {
             default_ttl: Duration::from_secs(10),
             max_polls: 4_000,
             first_revision: 1,
+            web: false,
         }
     }
 }
@@ -328,6 +332,7 @@ impl Service {
             "/provider" => "provider",
             "/healthz" => "healthz",
             "/metrics" => "metrics",
+            path if web::owns(path) => "web",
             _ => "other",
         };
         let response = self
@@ -359,6 +364,7 @@ impl Service {
             ("healthz", _) => not_allowed("GET"),
             ("metrics", "GET" | "HEAD") => Ok(self.render_metrics()),
             ("metrics", _) => not_allowed("GET"),
+            ("web", _) => web::respond(request, self.config.web),
             _ => Err(ApiError::not_found(&request.path)),
         }
     }

@@ -7,3 +7,5 @@ mod daemon;
 mod http_layer;
 mod protocol_a;
 mod protocol_b;
+#[cfg(feature = "web")]
+mod web;
