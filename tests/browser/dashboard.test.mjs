@@ -193,6 +193,29 @@ test('registers created, changed and removed elsewhere show up without a reload'
   await page.close();
 });
 
+test('one long poll at a time, carrying index=; nothing polls busily', async () => {
+  const page = await context.newPage();
+  const reads = [];
+  page.on('request', (request) => {
+    if (new URL(request.url()).pathname === '/consumer') reads.push(request.url());
+  });
+  await page.goto(REGD_URL + '/');
+  // The first read answers at once; every read after it is a long poll from the index
+  // of the previous answer.
+  await page.waitForRequest((request) => request.url().includes('index='));
+  await publish(REGD_URL, { 'poll.a': { value: 1, ttl: '5m' } });
+  await row(page, 'poll.a').waitFor();
+  await publish(REGD_URL, { 'poll.a': { value: 2, ttl: '5m' } });
+  await waitForText(row(page, 'poll.a').locator('button.val'), '2');
+  const polls = reads.slice(1);
+  assert.match(reads[0], /\/consumer\?details=true$/);
+  for (const url of polls) assert.match(url, /\/consumer\?details=true&wait=30s&index=\d+$/);
+  // Initial read, the poll answered by the first publish, the one answered by the
+  // second, and the one now held (other tests' registers may add a wake-up or two).
+  assert.ok(reads.length <= 6, `too many reads: ${reads.length}\n${reads.join('\n')}`);
+  await page.close();
+});
+
 test('the filter narrows rows by name and Escape clears it; sort and grouping', async () => {
   await publish(REGD_URL, {
     'flt.kitchen.temp': { value: 20, ttl: '5m' },
@@ -295,6 +318,19 @@ test('an expiring register is marked, then shown expired, then removed', async (
   await page.locator('#rows tr.gone').filter({ hasText: 'soon gone' }).waitFor();
   await waitForText(row(page, 'exp.short').locator('td.ttl'), 'expired');
   await row(page, 'exp.short').waitFor({ state: 'detached' });
+  await page.close();
+});
+
+test('a register refreshed without a change gets its new expiry when the countdown runs out', async () => {
+  const { page } = await openPage(REGD_URL);
+  await publish(REGD_URL, { 'sync.kept': { value: 'same', ttl: '2s' } });
+  await row(page, 'sync.kept').waitFor();
+  // Same value, longer ttl: this wakes no poll (PROTOCOL A4), so the page still counts
+  // down from 2 s; when that runs out it reads once and learns the new expiry.
+  await publish(REGD_URL, { 'sync.kept': { value: 'same', ttl: '5m' } });
+  await waitForText(row(page, 'sync.kept').locator('td.ttl'), /^4 min \d+ s$/);
+  assert.equal(await row(page, 'sync.kept').locator('.note').textContent(), '');
+  assert.equal(await page.locator('#rows tr.gone').count(), 0);
   await page.close();
 });
 
