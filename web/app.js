@@ -421,6 +421,7 @@
           usedGroups.add(key);
           wanted.push(groupRow(key, prefixes[i], i));
         }
+        open = open.slice(0, prefixes.length);
       } else {
         open = [];
       }

@@ -36,6 +36,7 @@ pub struct ServiceConfig {
     /// [`Registry::new`]).
     pub first_revision: u64,
     /// Serve the web dashboard at `/` and `/ui/` (when built with the `web` feature).
+    /// Off here; the daemon turns it on unless told `--no-web`.
     pub web: bool,
 }
 
