@@ -133,6 +133,12 @@ const SETTINGS: &[Setting] = &[
         default: "false",
         help: "with tokens, /metrics needs none",
     },
+    Setting {
+        flag: "--web",
+        env: "REGD_WEB",
+        default: "true",
+        help: "serve the web dashboard at / (true or false); --no-web is --web false",
+    },
 ];
 
 #[derive(Debug)]
@@ -267,6 +273,13 @@ fn run() -> Result<(), Error> {
                 "needs a token"
             },
         );
+    }
+    if config.service.web {
+        if cfg!(feature = "web") {
+            log::info!("web dashboard at http://{address}/");
+        } else {
+            log::warn!("this regd was built without the web feature; / answers 404");
+        }
     }
 
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
@@ -451,6 +464,18 @@ impl Settings {
         }
     }
 
+    /// A boolean setting that takes a value: `--web false`, or its variable.
+    fn boolean_value(&mut self, flag: &'static str) -> Result<bool, Error> {
+        let text = self.raw(flag)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" => Ok(false),
+            _ => Err(Error::Usage(format!(
+                "{flag} must be true or false, got {text:?}"
+            ))),
+        }
+    }
+
     fn log_level(&mut self) -> Result<LevelFilter, Error> {
         let text = self.raw("--log-level")?;
         match text.to_ascii_lowercase().as_str() {
@@ -491,6 +516,10 @@ impl Settings {
         if !token_file.is_empty() {
             config.service.access.tokens = load_tokens(&token_file)?;
         }
+        // `--no-web` wins over `--web` and REGD_WEB: it is the one way to say "off"
+        // without a value.
+        let no_web = self.args.contains("--no-web");
+        config.service.web = !no_web && self.boolean_value("--web")?;
         Ok(config)
     }
 }

@@ -9,6 +9,7 @@ pub mod access;
 mod http;
 mod metrics;
 mod service;
+mod web;
 
 use std::collections::HashMap;
 use std::fmt;

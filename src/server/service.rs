@@ -18,6 +18,7 @@ use crate::protocol::{self, ApiError, query};
 
 use super::access::AccessPolicy;
 use super::metrics::Metrics;
+use super::web;
 
 /// Settings of the service (the HTTP limits live in [`super::HttpLimits`]).
 #[derive(Clone, Debug)]
@@ -37,6 +38,9 @@ pub struct ServiceConfig {
     pub first_revision: u64,
     /// Who may do what (PROTOCOL B5); open when it has no tokens.
     pub access: AccessPolicy,
+    /// Serve the web dashboard at `/` and `/ui/` (when built with the `web` feature).
+    /// Off here; the daemon turns it on unless told `--no-web`.
+    pub web: bool,
 }
 
 impl Default for ServiceConfig {
@@ -49,6 +53,7 @@ impl Default for ServiceConfig {
             max_polls: 4_000,
             first_revision: 1,
             access: AccessPolicy::default(),
+            web: false,
         }
     }
 }
@@ -357,6 +362,7 @@ impl Service {
             "/provider" => "provider",
             "/healthz" => "healthz",
             "/metrics" => "metrics",
+            path if web::owns(path) => "web",
             _ => "other",
         };
         let response = self
@@ -388,6 +394,7 @@ impl Service {
             ("healthz", _) => not_allowed("GET"),
             ("metrics", "GET" | "HEAD") => Ok(self.render_metrics()),
             ("metrics", _) => not_allowed("GET"),
+            ("web", _) => web::respond(request, self.config.web),
             _ => Err(ApiError::not_found(&request.path)),
         }
     }

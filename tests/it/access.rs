@@ -204,3 +204,13 @@ fn a_world_readable_or_invalid_token_file_refuses_to_start() {
             .contains("cannot read token file")
     );
 }
+
+#[cfg(feature = "web")]
+#[test]
+fn the_dashboard_page_is_open_but_its_data_is_not() {
+    let file = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", file.path()]);
+    assert_eq!(daemon.get("/").status, 200);
+    assert_eq!(daemon.get("/ui/app.js").status, 200);
+    daemon.get("/consumer").assert_error(401, "token");
+}

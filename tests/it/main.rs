@@ -10,3 +10,5 @@ mod http_layer;
 mod protocol_a;
 mod protocol_b;
 mod soak;
+#[cfg(feature = "web")]
+mod web;
