@@ -165,44 +165,31 @@ fn loopback_can_be_trusted_and_metrics_opened() {
     by_env.get("/consumer").assert_error(401, "token");
 }
 
+/// Runs regd with a token file it must refuse; returns its stderr.
+fn refused_to_start(token_file: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+        .args(["--addr", "127.0.0.1:0", "--token-file", token_file])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "never announced");
+    String::from_utf8(output.stderr).unwrap()
+}
+
 #[test]
 fn a_world_readable_or_invalid_token_file_refuses_to_start() {
     let file = TokenFile::new(0o644);
-    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
-        .args(["--addr", "127.0.0.1:0", "--token-file", file.path()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = refused_to_start(file.path());
     assert!(stderr.contains("readable by every user"), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
-    assert!(output.stdout.is_empty(), "never announced");
 
     std::fs::write(&file.path, "short admin\n").unwrap();
     std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
-        .args(["--addr", "127.0.0.1:0", "--token-file", file.path()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stderr = refused_to_start(file.path());
     assert!(stderr.contains("line 1: token too short"), "{stderr}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--token-file",
-            "/nonexistent/tokens",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        String::from_utf8(output.stderr)
-            .unwrap()
-            .contains("cannot read token file")
-    );
+    let stderr = refused_to_start("/nonexistent/tokens");
+    assert!(stderr.contains("cannot read token file"), "{stderr}");
 }
 
 #[cfg(feature = "web")]
