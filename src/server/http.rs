@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::ApiError;
@@ -59,7 +60,8 @@ impl From<io::Error> for ReadError {
 }
 
 struct Connection<'a> {
-    stream: TcpStream,
+    /// Shared with the server, which shuts it down at exit; `&TcpStream` reads and writes.
+    stream: Arc<TcpStream>,
     peer_address: SocketAddr,
     buffer: Vec<u8>,
     limits: &'a HttpLimits,
@@ -67,7 +69,12 @@ struct Connection<'a> {
 
 /// Serves requests on `stream` until the client leaves, asks to close, misbehaves, or
 /// the service shuts down.
-pub fn serve(stream: TcpStream, peer_address: SocketAddr, service: &Service, limits: &HttpLimits) {
+pub fn serve(
+    stream: Arc<TcpStream>,
+    peer_address: SocketAddr,
+    service: &Service,
+    limits: &HttpLimits,
+) {
     let _ = stream.set_nodelay(true);
     if stream
         .set_write_timeout(Some(limits.write_timeout))
@@ -153,7 +160,7 @@ impl Connection<'_> {
             }
         }
         if head.expect.is_some() && self.buffer.is_empty() {
-            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         // The body gets a fresh read timeout of its own.
         let deadline = Instant::now() + self.limits.read_timeout;
@@ -375,7 +382,7 @@ impl Connection<'_> {
         let start = self.buffer.len();
         self.buffer.resize(start + wanted, 0);
         let result = loop {
-            match self.stream.read(&mut self.buffer[start..]) {
+            match (&*self.stream).read(&mut self.buffer[start..]) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -415,7 +422,7 @@ impl Connection<'_> {
         if has_body && !head_only {
             out.extend_from_slice(&response.body);
         }
-        self.stream.write_all(&out)
+        (&*self.stream).write_all(&out)
     }
 
     /// Closes without resetting: stop sending, then drain briefly what the client still
@@ -427,7 +434,7 @@ impl Connection<'_> {
             .set_read_timeout(Some(Duration::from_millis(200)));
         let mut sink = [0u8; 1024];
         for _ in 0..64 {
-            match self.stream.read(&mut sink) {
+            match (&*self.stream).read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
