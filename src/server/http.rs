@@ -100,6 +100,12 @@ pub fn serve(
                 return;
             }
         };
+        // A long poll may hold this thread for minutes: do not hold an empty read
+        // buffer (4 KiB, zero-filled, so resident) with it. With nothing pipelined the
+        // buffer is empty here; the next request allocates a fresh one.
+        if connection.buffer.is_empty() {
+            connection.buffer = Vec::new();
+        }
         let started = Instant::now();
         let mut response = service.handle(&request, &connection);
         let close = request.wants_close || service.is_shutting_down() || response.close;
