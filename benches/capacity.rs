@@ -23,7 +23,10 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 
 /// The daemon under test, built by cargo with the bench (= release) profile.
-const REGD: &str = env!("CARGO_BIN_EXE_regd");
+/// `REGD_BENCH_BIN=/path/to/regd` measures another build instead (A/B of a change).
+fn regd() -> String {
+    std::env::var("REGD_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_regd").to_string())
+}
 
 /// The scale of the run; every figure of the issue at its stated size.
 const HELD_POLLS: usize = 10_000;
@@ -95,7 +98,7 @@ fn main() {
         "machine: {cores} cores (shared with this load generator: one thread, mio/epoll); open-files limit {}",
         fd_limit.map_or("unknown".to_string(), |n| n.to_string())
     );
-    println!("regd: {REGD} {}", REGD_LIMITS.join(" "));
+    println!("regd: {} {}", regd(), REGD_LIMITS.join(" "));
     match &nginx {
         Some((path, version)) => println!("baseline: {} ({version})", path.display()),
         None => println!(
@@ -132,7 +135,7 @@ impl Phases {
 }
 
 fn binary_size(report: &mut Report) {
-    match fs::metadata(REGD) {
+    match fs::metadata(regd()) {
         Ok(meta) => {
             let bytes = meta.len();
             report.row(
@@ -1021,7 +1024,7 @@ struct Daemon {
 impl Daemon {
     fn start(args: &[&str]) -> Outcome<Daemon> {
         let started = Instant::now();
-        let mut child = Command::new(REGD)
+        let mut child = Command::new(regd())
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -1029,7 +1032,7 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .env_remove("JOURNAL_STREAM")
             .spawn()
-            .map_err(|error| format!("cannot start {REGD}: {error}"))?;
+            .map_err(|error| format!("cannot start {}: {error}", regd()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let line = read_line_within(stdout, Duration::from_secs(5));
         let started_in = started.elapsed();
