@@ -93,7 +93,10 @@ fn main() {
     );
 
     println!("# regd capacity benchmark");
-    println!("command: {}", command_line.join(" "));
+    println!(
+        "command: {} (cargo bench --bench capacity [-- PHASE...], phases: size start throughput held wake-all change expiry)",
+        command_line.join(" ")
+    );
     println!(
         "machine: {cores} cores (shared with this load generator: one thread, mio/epoll); open-files limit {}",
         fd_limit.map_or("unknown".to_string(), |n| n.to_string())
