@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::ApiError;
@@ -59,7 +60,8 @@ impl From<io::Error> for ReadError {
 }
 
 struct Connection<'a> {
-    stream: TcpStream,
+    /// Shared with the server, which shuts it down at exit; `&TcpStream` reads and writes.
+    stream: Arc<TcpStream>,
     peer_address: SocketAddr,
     buffer: Vec<u8>,
     limits: &'a HttpLimits,
@@ -67,7 +69,12 @@ struct Connection<'a> {
 
 /// Serves requests on `stream` until the client leaves, asks to close, misbehaves, or
 /// the service shuts down.
-pub fn serve(stream: TcpStream, peer_address: SocketAddr, service: &Service, limits: &HttpLimits) {
+pub fn serve(
+    stream: Arc<TcpStream>,
+    peer_address: SocketAddr,
+    service: &Service,
+    limits: &HttpLimits,
+) {
     let _ = stream.set_nodelay(true);
     if stream
         .set_write_timeout(Some(limits.write_timeout))
@@ -93,6 +100,12 @@ pub fn serve(stream: TcpStream, peer_address: SocketAddr, service: &Service, lim
                 return;
             }
         };
+        // A long poll may hold this thread for minutes: do not hold an empty read
+        // buffer with it. With nothing pipelined the buffer is empty here; the next
+        // request allocates a fresh one, sized to what arrives.
+        if connection.buffer.is_empty() {
+            connection.buffer = Vec::new();
+        }
         let started = Instant::now();
         let mut response = service.handle(&request, &connection);
         let close = request.wants_close || service.is_shutting_down() || response.close;
@@ -159,7 +172,7 @@ impl Connection<'_> {
             }
         }
         if head.expect.is_some() && self.buffer.is_empty() {
-            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         // The body gets a fresh read timeout of its own.
         let deadline = Instant::now() + self.limits.read_timeout;
@@ -384,7 +397,7 @@ impl Connection<'_> {
         let mut chunk = [0u8; READ_CHUNK];
         let wanted = wanted.min(READ_CHUNK);
         loop {
-            match self.stream.read(&mut chunk[..wanted]) {
+            match (&*self.stream).read(&mut chunk[..wanted]) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(error),
                 Ok(read) => {
@@ -425,7 +438,7 @@ impl Connection<'_> {
         if has_body && !head_only {
             out.extend_from_slice(&response.body);
         }
-        self.stream.write_all(&out)
+        (&*self.stream).write_all(&out)
     }
 
     /// Closes without resetting: stop sending, then drain briefly what the client still
@@ -437,7 +450,7 @@ impl Connection<'_> {
             .set_read_timeout(Some(Duration::from_millis(200)));
         let mut sink = [0u8; 1024];
         for _ in 0..64 {
-            match self.stream.read(&mut sink) {
+            match (&*self.stream).read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

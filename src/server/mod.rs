@@ -133,7 +133,9 @@ struct Shared {
 }
 
 struct Connection {
-    stream: TcpStream,
+    /// Shared with the connection's thread (not a `try_clone`, which would cost a
+    /// second file descriptor per connection), so shutdown can end its reading side.
+    stream: Arc<TcpStream>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -331,9 +333,8 @@ impl Server {
         if connections.len() >= self.config.max_connections {
             return Err(stream);
         }
-        let Ok(registered) = stream.try_clone() else {
-            return Err(stream);
-        };
+        let stream = Arc::new(stream);
+        let registered = stream.clone();
         let shared = self.shared.clone();
         let limits = self.config.http;
         let spawned = thread::Builder::new()
@@ -358,7 +359,9 @@ impl Server {
             }
             Err(error) => {
                 log::warn!("cannot start a connection thread: {error}");
-                Err(registered)
+                // The closure, and with it the other reference, is gone: the stream
+                // goes back to the caller for a 503.
+                Arc::try_unwrap(registered).map_or(Ok(()), Err)
             }
         }
     }

@@ -237,8 +237,14 @@ impl Waker {
     }
 }
 
-/// How often a held poll checks that its client is still there.
-const PROBE_EVERY: Duration = Duration::from_secs(10);
+/// How often a held poll checks that its client is still there. Each check wakes the
+/// poll's thread, so the daemon wakes `held polls / PROBE_EVERY` threads a second even
+/// when nothing happens. Measured with 10,000 held polls on 2 cores: at 10 s (1,000
+/// wake-ups a second) a change nobody waits for cost 1.13–1.18× its cost with no polls
+/// held; at 60 s the cost is within noise of 1.0×. A client that left is still noticed
+/// at the latest when its `wait` ends or this interval passes, and a provider poll
+/// checks its client again before it takes any request.
+const PROBE_EVERY: Duration = Duration::from_secs(60);
 
 enum Parked {
     Woken,
