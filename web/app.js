@@ -12,10 +12,27 @@
   const BACKOFF_MIN = 500;
   const BACKOFF_MAX = 15000;
 
-  // Access control hook (PROTOCOL B5). Every request goes through api(); when regd
-  // gains tokens, return {Authorization: 'Bearer ' + token} here. Nothing else changes.
+  // Access control (PROTOCOL B5). When regd answers 401 the page asks for a token and
+  // keeps it in sessionStorage: this tab only, gone when it closes; never localStorage,
+  // a cookie or the URL. Every request goes through api(), which sends it here.
+  const TOKEN_KEY = 'regd.token';
+  let token = '';
+  try {
+    token = sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch (_) {
+    // storage disabled: ask again after each reload
+  }
   function authHeaders() {
-    return {};
+    return token ? { Authorization: 'Bearer ' + token } : {};
+  }
+  function keepToken(value) {
+    token = value;
+    try {
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) {
+      // kept in memory only
+    }
   }
 
   async function api(method, path, body) {
@@ -24,6 +41,7 @@
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
+    const sent = token;
     const res = await fetch(path, init);
     if (!res.ok) {
       let message = 'HTTP ' + res.status;
@@ -32,7 +50,7 @@
       } catch (_) {
         // not a JSON error; keep the status
       }
-      throw new Error(message);
+      throw Object.assign(new Error(message), { status: res.status, sent });
     }
     return res;
   }
@@ -123,10 +141,15 @@
         index = rev;
         lastRev = Number(rev);
         backoff = BACKOFF_MIN;
+        showAuth(false);
         setOnline(true);
         apply(body.registers || {});
       } catch (error) {
         index = null;
+        if (error.status === 401 || error.status === 403) {
+          await askToken(error);
+          continue;
+        }
         const delay = backoff * (0.8 + 0.4 * Math.random());
         backoff = Math.min(backoff * 2, BACKOFF_MAX);
         setOnline(false, error, delay);
@@ -146,6 +169,48 @@
       }
       wakeRetry = done;
     });
+  }
+
+  // Shows the token form and resolves once a token is entered: the poll waits here, so
+  // a refused token costs one request, not a retry storm.
+  let tokenEntered = null;
+  function askToken(error) {
+    if (error.sent !== token) return Promise.resolve(); // a new token came meanwhile
+    keepToken('');
+    $('auth-err').textContent =
+      error.status === 403
+        ? 'This token’s role cannot read registers: a consumer or admin token is needed (' +
+          error.message + ').'
+        : error.sent
+          ? 'Token refused (' + error.message + '). Check it and try again.'
+          : '';
+    $('token').setAttribute('aria-invalid', String(!!error.sent));
+    showAuth(true);
+    updateStatus();
+    $('token').focus();
+    return new Promise((resolve) => (tokenEntered = resolve));
+  }
+
+  function showAuth(on) {
+    $('auth').hidden = !on;
+    document.body.classList.toggle('locked', on);
+    $('forget').hidden = on || !token;
+    if (on) $('banner').hidden = true;
+  }
+
+  function submitToken(event) {
+    event.preventDefault();
+    const value = $('token').value.trim();
+    if (!/^[\x21-\x7e]+$/.test(value)) {
+      $('auth-err').textContent = 'A token is printable ASCII without spaces.';
+      return;
+    }
+    $('token').value = '';
+    $('auth-err').textContent = '';
+    keepToken(value);
+    $('status').textContent = 'checking token…';
+    if (tokenEntered) tokenEntered();
+    tokenEntered = null;
   }
 
   // A refresh that changes nothing wakes no poll (A4), so when a countdown runs out
@@ -188,8 +253,9 @@
 
   function updateStatus() {
     const live = [...regs.values()].filter((r) => !r.gone).length;
-    $('status').textContent =
-      online === null
+    $('status').textContent = !$('auth').hidden
+      ? 'token needed'
+      : online === null
         ? 'connecting…'
         : online
           ? 'live · ' + live + (live === 1 ? ' register' : ' registers')
@@ -213,7 +279,13 @@
     } catch (error) {
       if (r.pending) clearTimeout(r.pending.timer);
       r.pending = null;
-      setNote(r, 'request failed: ' + error.message, 'bad');
+      setNote(
+        r,
+        error.status === 403
+          ? 'refused: this token may not request changes (needs a consumer or admin token)'
+          : 'request failed: ' + error.message,
+        'bad',
+      );
       announce(r.name + ': request failed');
     }
   }
@@ -510,6 +582,11 @@
       render();
     });
     $('retry').addEventListener('click', () => wakeRetry && wakeRetry());
+    $('auth').addEventListener('submit', submitToken);
+    $('forget').addEventListener('click', () => {
+      keepToken('');
+      location.reload(); // drops the registers shown with it; the page asks again
+    });
     document.addEventListener('keydown', (event) => {
       const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
       if (event.key === '/' && !typing && !event.ctrlKey && !event.metaKey) {

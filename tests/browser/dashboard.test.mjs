@@ -6,9 +6,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const REGD_URL = process.env.REGD_URL;
@@ -45,15 +46,17 @@ after(async () => {
 
 // ---- talking to regd ----------------------------------------------------------------
 
-async function call(base, method, path, body) {
+async function call(base, method, path, body, token) {
   const res = await fetch(base + path, {
     method,
+    headers: token ? { Authorization: 'Bearer ' + token } : {},
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   assert.ok(res.status < 300, `${method} ${path}: ${res.status} ${await res.clone().text()}`);
   return res;
 }
-const publish = (base, registers) => call(base, 'PUT', '/provider', { registers });
+const publish = (base, registers, token) =>
+  call(base, 'PUT', '/provider', { registers }, token);
 const remove = (base, name) =>
   call(base, 'DELETE', '/provider?name=' + encodeURIComponent(name));
 
@@ -83,8 +86,9 @@ function runProvider(base, name, { metadata, gate } = {}) {
 }
 
 // Starts a regd of this test's own; `addr` fixes the address (for a restart).
-async function startRegd(addr = '127.0.0.1:0') {
-  const child = spawn(REGD_BIN, ['--addr', addr, '--log-level', 'warn'], {
+// `args` are more options (e.g. --token-file).
+async function startRegd(addr = '127.0.0.1:0', args = []) {
+  const child = spawn(REGD_BIN, ['--addr', addr, '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout });
@@ -107,8 +111,12 @@ async function startRegd(addr = '127.0.0.1:0') {
 
 // ---- the page -----------------------------------------------------------------------
 
-async function openPage(base, { width = 1280, height = 800, colorScheme = 'light' } = {}) {
+async function openPage(
+  base,
+  { width = 1280, height = 800, colorScheme = 'light', live = true, setup } = {},
+) {
   const page = await context.newPage();
+  if (setup) await setup(page);
   const dialogs = [];
   const problems = [];
   page.on('dialog', (dialog) => {
@@ -125,7 +133,7 @@ async function openPage(base, { width = 1280, height = 800, colorScheme = 'light
   await page.setViewportSize({ width, height });
   await page.emulateMedia({ colorScheme });
   await page.goto(base + '/');
-  await page.locator('#status', { hasText: 'live' }).waitFor();
+  if (live) await page.locator('#status', { hasText: 'live' }).waitFor();
   return { page, dialogs, problems };
 }
 
@@ -378,6 +386,155 @@ test('the page survives a regd restart: banner, then reconnects by itself', asyn
     await banner.waitFor({ state: 'hidden' });
     // The new regd does not know the old register: it goes away.
     await row(page, 'restart.before').waitFor({ state: 'detached' });
+    await page.close();
+  } finally {
+    await regd.stop();
+  }
+});
+
+// ---- access control (PROTOCOL B5) ------------------------------------------------------
+
+const TOKENS = Object.fromEntries(
+  ['consumer', 'provider', 'admin'].map((role) => [role, role + '-' + randomBytes(12).toString('hex')]),
+);
+
+// A regd of the test's own with a token file, mode 600 as regd insists.
+async function startGuardedRegd() {
+  const dir = mkdtempSync(join(tmpdir(), 'regd-tokens-'));
+  const file = join(dir, 'tokens');
+  const lines = Object.entries(TOKENS).map(([role, token]) => `${token} ${role} browser ${role}\n`);
+  writeFileSync(file, lines.join(''), { mode: 0o600 });
+  chmodSync(file, 0o600);
+  const regd = await startRegd('127.0.0.1:0', ['--token-file', file]);
+  return {
+    ...regd,
+    stop: async () => {
+      await regd.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const focused = (page, id) => page.waitForFunction((id) => document.activeElement?.id === id, id);
+
+test('with tokens the page asks for one, refuses a wrong one, keeps a good one for this tab only', async () => {
+  const regd = await startGuardedRegd();
+  try {
+    await publish(regd.url, { 'auth.temp': { value: 20, ttl: '5m' } }, TOKENS.provider);
+    const polls = [];
+    const { page, dialogs, problems } = await openPage(regd.url, {
+      live: false,
+      setup: async (page) => {
+        await page.clock.install(); // to skip a minute below
+        page.on('request', (request) => {
+          if (new URL(request.url()).pathname === '/consumer') polls.push(request);
+        });
+      },
+    });
+    const input = page.getByLabel('Access token');
+    await input.waitFor();
+    await page.getByText('This regd needs an access token').waitFor();
+    await focused(page, 'token');
+    await page.locator('#status', { hasText: 'token needed' }).waitFor();
+    assert.equal(await input.getAttribute('type'), 'password');
+    assert.ok(await page.locator('#banner').isHidden(), 'a missing token is no outage');
+    assert.ok(await page.locator('#registers').isHidden());
+    assert.equal(polls[0].headers().authorization, undefined);
+
+    // The poll waits for a token: a minute on the page's clock retries nothing. Requests
+    // are reported in order, so any retry would be counted before the next one.
+    await page.clock.fastForward('01:00');
+    await input.fill('not-a-valid-token-000000');
+    await input.press('Enter');
+    await waitForText(page.locator('#auth-err'), 'Token refused');
+    assert.equal(polls.length, 2, 'one request per token entered');
+    assert.equal(polls[1].headers().authorization, 'Bearer not-a-valid-token-000000');
+    assert.equal(await input.getAttribute('aria-invalid'), 'true');
+    await focused(page, 'token');
+
+    // By keyboard: focus is already in the field.
+    await page.keyboard.type(TOKENS.consumer);
+    await page.keyboard.press('Enter');
+    await page.locator('#status', { hasText: 'live' }).waitFor();
+    await row(page, 'auth.temp').waitFor();
+    assert.ok(await page.locator('#auth').isHidden());
+    await publish(regd.url, { 'auth.temp': { value: 21, ttl: '5m' } }, TOKENS.provider);
+    await waitForText(row(page, 'auth.temp').locator('button.val'), '21');
+    assert.equal(polls.at(-1).headers().authorization, 'Bearer ' + TOKENS.consumer);
+
+    // Kept in sessionStorage only: not in the URL, localStorage or a cookie.
+    const kept = await page.evaluate(() => ({
+      url: location.href,
+      session: sessionStorage.getItem('regd.token'),
+      local: localStorage.length,
+      cookie: document.cookie,
+    }));
+    assert.deepEqual(kept, { url: regd.url + '/', session: TOKENS.consumer, local: 0, cookie: '' });
+    assert.deepEqual(await context.cookies(), []);
+    for (const request of polls) assert.ok(!request.url().includes(TOKENS.consumer));
+
+    // A reload in the same tab keeps working.
+    await page.reload();
+    await page.locator('#status', { hasText: 'live' }).waitFor();
+    await row(page, 'auth.temp').waitFor();
+    assert.ok(await page.locator('#auth').isHidden());
+
+    // Another tab of the same browser profile (which shares localStorage and cookies,
+    // not sessionStorage) asks again; at phone width in dark mode the form fits.
+    const other = await openPage(regd.url, { live: false, width: 390, height: 844, colorScheme: 'dark' });
+    await other.page.getByLabel('Access token').waitFor();
+    assert.ok(await other.page.evaluate(() => document.documentElement.scrollWidth <= innerWidth));
+    assert.deepEqual(other.problems, []);
+    await other.page.close();
+
+    // "Forget token" clears it and drops what it showed.
+    await page.getByRole('button', { name: 'Forget token' }).click();
+    await input.waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    assert.equal(await row(page, 'auth.temp').count(), 0);
+    assert.deepEqual(dialogs, []);
+    assert.deepEqual(problems, []);
+    await page.close();
+  } finally {
+    await regd.stop();
+  }
+});
+
+test('a token whose role cannot read gets a clear 403; so does a refused change request', async () => {
+  const regd = await startGuardedRegd();
+  try {
+    await publish(regd.url, { 'auth.switch': { value: false, ttl: '5m' } }, TOKENS.provider);
+    const { page, problems } = await openPage(regd.url, { live: false });
+    const input = page.getByLabel('Access token');
+    await input.fill(TOKENS.provider);
+    await input.press('Enter');
+    await waitForText(page.locator('#auth-err'), 'role cannot read registers');
+    assert.match(await page.locator('#auth-err').textContent(), /consumer or admin token/);
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'a useless token is not kept');
+    await focused(page, 'token');
+
+    await input.fill(TOKENS.admin);
+    await input.press('Enter');
+    const toggle = row(page, 'auth.switch').getByRole('switch');
+    await toggle.click();
+    await waitForText(noteOf(page, 'auth.switch'), 'requested…');
+    const pending = await call(regd.url, 'GET', '/provider?name=auth.switch', undefined, TOKENS.provider);
+    assert.deepEqual(await pending.json(), { registers: { 'auth.switch': { value: true } } });
+
+    // A token that reads may request changes too, so regd refuses one only after its
+    // tokens changed under the page; the test stands in for that answer.
+    await page.route('**/consumer', (route) =>
+      route.request().method() === 'PUT'
+        ? route.fulfill({
+            status: 403,
+            contentType: 'application/json',
+            body: '{"error":"a provider token (test) may not use /consumer"}',
+          })
+        : route.fallback(),
+    );
+    await toggle.click();
+    await waitForText(noteOf(page, 'auth.switch'), 'refused: this token may not request changes');
+    assert.deepEqual(problems, []);
     await page.close();
   } finally {
     await regd.stop();
