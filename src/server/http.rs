@@ -59,9 +59,87 @@ impl From<io::Error> for ReadError {
     }
 }
 
-struct Connection<'a> {
-    /// Shared with the server, which shuts it down at exit; `&TcpStream` reads and writes.
-    stream: Arc<TcpStream>,
+/// The byte stream under a connection: a TCP socket, or memory (for fuzzing).
+trait Transport {
+    /// Reads what is available, waiting no later than `deadline`; 0 at the end.
+    fn read_before(&self, buffer: &mut [u8], deadline: Instant) -> io::Result<usize>;
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Whether the client is still there (see [`peer_is_connected`]).
+    fn is_connected(&self) -> bool;
+    /// Closes without resetting: stop sending, then drain briefly what the client
+    /// still sends, so it reads our answer instead of a connection reset.
+    fn close_gently(&self);
+}
+
+impl Transport for TcpStream {
+    fn read_before(&self, buffer: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.set_read_timeout(Some(remaining))?;
+        loop {
+            match (&*self).read(buffer) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut writer: &TcpStream = self;
+        Write::write_all(&mut writer, bytes)
+    }
+
+    fn is_connected(&self) -> bool {
+        peer_is_connected(self)
+    }
+
+    fn close_gently(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+        let _ = self.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut sink = [0u8; 1024];
+        for _ in 0..64 {
+            match (&*self).read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// A connection whose client sent `input` and then went quiet: answers accumulate.
+struct Memory<'a> {
+    input: std::cell::Cell<&'a [u8]>,
+    /// At most this many bytes per read, so requests arrive split as on a network.
+    read_size: usize,
+    output: std::cell::RefCell<Vec<u8>>,
+}
+
+impl Transport for Memory<'_> {
+    fn read_before(&self, buffer: &mut [u8], _deadline: Instant) -> io::Result<usize> {
+        let input = self.input.get();
+        let count = input.len().min(buffer.len()).min(self.read_size);
+        buffer[..count].copy_from_slice(&input[..count]);
+        self.input.set(&input[count..]);
+        Ok(count)
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        self.output.borrow_mut().extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+
+    fn close_gently(&self) {}
+}
+
+struct Connection<'a, T: Transport> {
+    /// Shared with the server, which shuts it down at exit.
+    stream: T,
     peer_address: SocketAddr,
     buffer: Vec<u8>,
     limits: &'a HttpLimits,
@@ -82,12 +160,62 @@ pub fn serve(
     {
         return;
     }
-    let mut connection = Connection {
-        stream,
-        peer_address,
-        buffer: Vec::new(),
-        limits,
+    serve_on(
+        Connection {
+            stream: &*stream,
+            peer_address,
+            buffer: Vec::new(),
+            limits,
+        },
+        service,
+    );
+}
+
+/// Serves one client's bytes from memory and returns everything answered: the whole
+/// connection layer and router without a socket, for fuzzing and tests. Input is
+/// delivered `read_size` bytes at a time.
+pub fn serve_bytes(
+    input: &[u8],
+    read_size: usize,
+    service: &Service,
+    limits: &HttpLimits,
+) -> Vec<u8> {
+    let memory = Memory {
+        input: std::cell::Cell::new(input),
+        read_size: read_size.max(1),
+        output: std::cell::RefCell::new(Vec::new()),
     };
+    serve_on(
+        Connection {
+            stream: &memory,
+            peer_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            buffer: Vec::new(),
+            limits,
+        },
+        service,
+    );
+    memory.output.into_inner()
+}
+
+impl<T: Transport + ?Sized> Transport for &T {
+    fn read_before(&self, buffer: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        (**self).read_before(buffer, deadline)
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        (**self).write_all(bytes)
+    }
+
+    fn is_connected(&self) -> bool {
+        (**self).is_connected()
+    }
+
+    fn close_gently(&self) {
+        (**self).close_gently()
+    }
+}
+
+fn serve_on<T: Transport>(mut connection: Connection<'_, T>, service: &Service) {
     loop {
         let request = match connection.read_request() {
             Ok(request) => request,
@@ -146,7 +274,7 @@ pub fn serve(
     }
 }
 
-impl Connection<'_> {
+impl<T: Transport> Connection<'_, T> {
     fn read_request(&mut self) -> Result<Request, ReadError> {
         let deadline = Instant::now() + self.limits.read_timeout;
         let head = self.read_head(deadline)?;
@@ -172,7 +300,7 @@ impl Connection<'_> {
             }
         }
         if head.expect.is_some() && self.buffer.is_empty() {
-            (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         // The body gets a fresh read timeout of its own.
         let deadline = Instant::now() + self.limits.read_timeout;
@@ -387,25 +515,13 @@ impl Connection<'_> {
     /// Reads up to `wanted` more bytes, waiting no later than `deadline`. Returns 0 at
     /// the end of the stream; a timeout is an error.
     fn read_more(&mut self, wanted: usize, deadline: Instant) -> io::Result<usize> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(remaining))?;
         // Read on the stack and keep only what arrived: a parked keep-alive connection
         // then holds a buffer the size of its request, not of the read chunk.
         let mut chunk = [0u8; READ_CHUNK];
         let wanted = wanted.min(READ_CHUNK);
-        loop {
-            match (&*self.stream).read(&mut chunk[..wanted]) {
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-                Ok(read) => {
-                    self.buffer.extend_from_slice(&chunk[..read]);
-                    return Ok(read);
-                }
-            }
-        }
+        let read = self.stream.read_before(&mut chunk[..wanted], deadline)?;
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(read)
     }
 
     fn write_response(
@@ -438,38 +554,24 @@ impl Connection<'_> {
         if has_body && !head_only {
             out.extend_from_slice(&response.body);
         }
-        (&*self.stream).write_all(&out)
+        self.stream.write_all(&out)
     }
 
-    /// Closes without resetting: stop sending, then drain briefly what the client still
-    /// sends, so it reads our answer instead of a connection reset.
     fn close_gently(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-        let _ = self
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(200)));
-        let mut sink = [0u8; 1024];
-        for _ in 0..64 {
-            match (&*self.stream).read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        self.stream.close_gently();
     }
 }
 
-impl Peer for Connection<'_> {
+impl<T: Transport> Peer for Connection<'_, T> {
     fn is_connected(&self) -> bool {
-        peer_is_connected(&self.stream, !self.buffer.is_empty())
+        // A pipelined request waiting in the buffer proves the client is there.
+        !self.buffer.is_empty() || self.stream.is_connected()
     }
 }
 
 /// Whether the client is still there: a closed or reset socket reads as end of stream
 /// or an error at once; a live one has nothing to read (or its next request).
-pub(super) fn peer_is_connected(stream: &TcpStream, has_buffered_request: bool) -> bool {
-    if has_buffered_request {
-        return true;
-    }
+fn peer_is_connected(stream: &TcpStream) -> bool {
     if stream.set_nonblocking(true).is_err() {
         return false;
     }
@@ -558,5 +660,48 @@ fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ServiceConfig;
+
+    fn answers(input: &[u8], read_size: usize) -> String {
+        let service = Service::new(ServiceConfig::default());
+        let output = serve_bytes(input, read_size, &service, &HttpLimits::default());
+        String::from_utf8(output).unwrap()
+    }
+
+    #[test]
+    fn a_connection_served_from_memory_answers_in_order_however_it_is_split() {
+        let input = b"PUT /provider HTTP/1.1\r\nContent-Length: 31\r\n\r\n{\"registers\":{\"a\":{\"value\":1}}}\
+            GET /consumer?name=a HTTP/1.1\r\n\r\n\
+            POST /consumer HTTP/1.1\r\nConnection: close\r\n\r\n";
+        for read_size in [1, 2, 7, 64, 4096] {
+            let output = answers(input, read_size);
+            let statuses: Vec<&str> = output
+                .split("HTTP/1.1 ")
+                .skip(1)
+                .map(|answer| &answer[..3])
+                .collect();
+            assert_eq!(statuses, ["204", "200", "405"], "read size {read_size}");
+            assert!(output.contains(r#"{"registers":{"a":{"value":1}}}"#));
+            assert!(
+                output.ends_with(
+                    r#""error":"method POST is not allowed on /consumer; use GET, PUT"}"#
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_request_gets_no_answer() {
+        assert_eq!(answers(b"GET /consumer HTTP/1.1\r\nHost: x", 5), "");
+        assert_eq!(
+            answers(b"PUT /provider HTTP/1.1\r\nContent-Length: 10\r\n\r\n{", 5),
+            ""
+        );
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 
-pub use http::HttpLimits;
+pub use http::{HttpLimits, serve_bytes};
 pub use metrics::Metrics;
 pub use service::{AlwaysConnected, Peer, Request, Response, Service, ServiceConfig};
 
