@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         let mut response = httparse::Response::new(&mut headers);
         let head = match response.parse(rest) {
             Ok(httparse::Status::Complete(head)) => head,
-            other => panic!("malformed answer {other:?}: {:?}", String::from_utf8_lossy(rest)),
+            other => panic!(
+                "malformed answer {other:?}: {:?}",
+                String::from_utf8_lossy(rest)
+            ),
         };
         let status = response.code.expect("status");
         let length: usize = response

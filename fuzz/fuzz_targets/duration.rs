@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(Some(parsed)) = duration::parse(text) {
         let formatted = duration::format(parsed);
-        assert_eq!(duration::parse(&formatted), Ok(Some(parsed)), "{text} -> {formatted}");
+        assert_eq!(
+            duration::parse(&formatted),
+            Ok(Some(parsed)),
+            "{text} -> {formatted}"
+        );
     }
 });

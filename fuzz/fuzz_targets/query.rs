@@ -14,6 +14,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(parsed) = query::parse(text, &limits) {
         assert!(parsed.names.len() <= limits.max_names);
-        assert!(parsed.names.iter().all(|name| name.len() <= limits.max_name_bytes));
+        assert!(
+            parsed
+                .names
+                .iter()
+                .all(|name| name.len() <= limits.max_name_bytes)
+        );
     }
 });
