@@ -210,6 +210,8 @@ pub struct Registry<W> {
     deletions: VecDeque<(u64, Name)>,
     consumers: Waiters<W>,
     providers: Waiters<W>,
+    /// Shared by both kinds of waiter, so an id names exactly one waiter.
+    last_waiter_id: u64,
     to_wake: Vec<W>,
     expired: Vec<Name>,
     expirations: u64,
@@ -233,6 +235,7 @@ impl<W> Registry<W> {
             deletions: VecDeque::new(),
             consumers: Waiters::default(),
             providers: Waiters::default(),
+            last_waiter_id: 0,
             to_wake: Vec::new(),
             expired: Vec::new(),
             expirations: 0,
@@ -475,12 +478,21 @@ impl<W> Registry<W> {
     /// Registers a consumer poll on `selection`. It is woken once, by the next change to
     /// a selected register (or by shutdown), and then forgotten.
     pub fn wait_for_change(&mut self, selection: &Selection, waker: W) -> WaiterId {
-        self.consumers.add(selection, waker)
+        let id = self.next_waiter_id();
+        self.consumers.add(id, selection, waker);
+        id
     }
 
     /// Registers a provider poll on `selection`, woken by the next change request for it.
     pub fn wait_for_request(&mut self, selection: &Selection, waker: W) -> WaiterId {
-        self.providers.add(selection, waker)
+        let id = self.next_waiter_id();
+        self.providers.add(id, selection, waker);
+        id
+    }
+
+    fn next_waiter_id(&mut self) -> WaiterId {
+        self.last_waiter_id += 1;
+        WaiterId(self.last_waiter_id)
     }
 
     /// Forgets a poll that stopped waiting (timed out, or its client left). Returns

@@ -226,6 +226,17 @@ fn cancelled_waiters_are_not_woken() {
 }
 
 #[test]
+fn cancelling_a_provider_poll_leaves_consumer_polls_alone() {
+    let mut f = Fixture::new();
+    let consumer = f.registry.wait_for_change(&names(&["x"]), 1);
+    let provider = f.registry.wait_for_request(&names(&["x"]), 2);
+    assert_ne!(consumer, provider);
+    assert!(f.registry.cancel_wait(provider));
+    f.publish("x", "1", None, SECOND);
+    f.expect_woken(&[1]);
+}
+
+#[test]
 fn woken_waiters_cannot_be_cancelled_again() {
     let mut f = Fixture::new();
     let id = f.registry.wait_for_change(&names(&["x", "y"]), 1);

@@ -9,7 +9,7 @@ use super::{Name, Selection};
 
 /// Identifies a registered waiter, to cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct WaiterId(u64);
+pub struct WaiterId(pub(super) u64);
 
 struct Entry<W> {
     names: Option<Vec<Name>>,
@@ -17,7 +17,6 @@ struct Entry<W> {
 }
 
 pub(super) struct Waiters<W> {
-    next_id: u64,
     entries: HashMap<WaiterId, Entry<W>>,
     by_name: HashMap<Name, HashSet<WaiterId>>,
     everything: HashSet<WaiterId>,
@@ -26,7 +25,6 @@ pub(super) struct Waiters<W> {
 impl<W> Default for Waiters<W> {
     fn default() -> Self {
         Waiters {
-            next_id: 0,
             entries: HashMap::new(),
             by_name: HashMap::new(),
             everything: HashSet::new(),
@@ -39,9 +37,7 @@ impl<W> Waiters<W> {
         self.entries.len()
     }
 
-    pub(super) fn add(&mut self, selection: &Selection, waker: W) -> WaiterId {
-        self.next_id += 1;
-        let id = WaiterId(self.next_id);
+    pub(super) fn add(&mut self, id: WaiterId, selection: &Selection, waker: W) {
         let names = match selection {
             Selection::All => {
                 self.everything.insert(id);
@@ -55,7 +51,6 @@ impl<W> Waiters<W> {
             }
         };
         self.entries.insert(id, Entry { names, waker });
-        id
     }
 
     pub(super) fn remove(&mut self, id: WaiterId) -> Option<W> {
