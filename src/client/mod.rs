@@ -403,6 +403,9 @@ mod tests {
 
     #[test]
     fn names_are_url_encoded() {
-        assert_eq!(names_query(&["a b", "x/y", "é"]), "name=a%20b&name=x%2Fy&name=%C3%A9");
+        assert_eq!(
+            names_query(&["a b", "x/y", "é"]),
+            "name=a%20b&name=x%2Fy&name=%C3%A9"
+        );
     }
 }

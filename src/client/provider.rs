@@ -162,7 +162,10 @@ impl Provider {
     {
         let registers: Vec<_> = registers.into_iter().collect();
         for (name, _, metadata, ttl) in &registers {
-            if metadata.as_ref().is_some_and(|metadata| !metadata.is_object()) {
+            if metadata
+                .as_ref()
+                .is_some_and(|metadata| !metadata.is_object())
+            {
                 return Err(Error::Input(format!(
                     "metadata of {name:?} must be a JSON object such as {{\"unit\": \"°C\"}}"
                 )));
@@ -454,7 +457,9 @@ fn run_sender(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
                 let pause = backoff.fail();
                 retry_at = Some(Instant::now() + pause);
                 log::debug!("provider write failed, retrying in {pause:?}: {error}");
-                shared.outbox.push(Key::Status, ProviderEvent::Failed(error));
+                shared
+                    .outbox
+                    .push(Key::Status, ProviderEvent::Failed(error));
             }
         }
     }
@@ -520,7 +525,9 @@ fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
                 drop(state);
                 let pause = backoff.fail();
                 log::debug!("provider poll failed, retrying in {pause:?}: {error}");
-                shared.outbox.push(Key::Status, ProviderEvent::Failed(error));
+                shared
+                    .outbox
+                    .push(Key::Status, ProviderEvent::Failed(error));
                 select! {
                     recv(wake) -> _ => {}
                     recv(stop) -> _ => return,

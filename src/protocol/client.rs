@@ -341,7 +341,10 @@ pub fn decode_registers_file(text: &str) -> Result<Vec<(String, FileEntry)>, Dec
     let mut decoded = Vec::with_capacity(entries.len());
     for (name, entry) in entries {
         let metadata = raw_json(entry.metadata)?.filter(|metadata| !metadata.is_null());
-        if metadata.as_ref().is_some_and(|metadata| !metadata.is_object()) {
+        if metadata
+            .as_ref()
+            .is_some_and(|metadata| !metadata.is_object())
+        {
             return Err(fail(format!(
                 "{}.metadata must be an object or null",
                 json_string(&name)
@@ -407,7 +410,10 @@ mod tests {
         assert_eq!(snapshot["a"].value.as_str(), "[1,2]");
         assert_eq!(snapshot["a"].metadata, None);
         assert_eq!(snapshot["b"].value, Json::null());
-        assert_eq!(snapshot["b"].metadata.as_ref().unwrap().as_str(), r#"{"u":"C"}"#);
+        assert_eq!(
+            snapshot["b"].metadata.as_ref().unwrap().as_str(),
+            r#"{"u":"C"}"#
+        );
         assert_eq!(snapshot["c"].metadata, None);
         assert!(decode_snapshot("{}").is_err());
         assert!(decode_snapshot("[]").is_err());

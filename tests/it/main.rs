@@ -3,6 +3,7 @@
 
 mod support;
 
+mod client;
 mod daemon;
 mod http_layer;
 mod protocol_a;
