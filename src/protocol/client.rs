@@ -362,6 +362,20 @@ pub fn decode_registers_file(text: &str) -> Result<Vec<(String, FileEntry)>, Dec
     Ok(decoded)
 }
 
+/// Decodes a JSON object of new values by name: `{"a": 1, "b": "on"}`.
+pub fn decode_values(text: &str) -> Result<Vec<(String, Json)>, DecodeError> {
+    let values: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(text).map_err(|error| DecodeError {
+            message: format!(
+                "expected an object of values by name such as {{\"lamp\": true}}: {error}"
+            ),
+        })?;
+    values
+        .into_iter()
+        .map(|(name, raw)| Ok((name, raw_json(Some(raw))?.unwrap_or_else(Json::null))))
+        .collect()
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -466,5 +480,9 @@ mod tests {
         assert!(decode_registers_file(r#"{"a":{"metadata":[1]}}"#).is_err());
         assert!(decode_registers_file(r#"{"a":{"valu":1}}"#).is_err());
         assert!(decode_registers_file("[]").is_err());
+        let values = decode_values(r#"{"b": [1], "a": null}"#).unwrap();
+        assert_eq!(values[0], ("a".to_string(), Json::null()));
+        assert_eq!(values[1].1.as_str(), "[1]");
+        assert!(decode_values("5").is_err());
     }
 }
