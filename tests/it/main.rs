@@ -8,3 +8,4 @@ mod daemon;
 mod http_layer;
 mod protocol_a;
 mod protocol_b;
+mod regctl;
