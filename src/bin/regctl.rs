@@ -319,7 +319,7 @@ fn shown(register: &Register, metadata: bool) -> String {
     }
 }
 
-/// SIGINT and SIGTERM as a channel, from a named thread joined by [`Interrupts::stop`].
+/// SIGINT and SIGTERM as a channel, from a named thread joined on drop.
 struct Interrupts {
     received: Receiver<i32>,
     handle: Handle,
