@@ -392,6 +392,34 @@ fn list_sorts_and_formats() {
 }
 
 #[test]
+fn list_aligns_columns_on_a_terminal() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put(
+            "/provider",
+            &registers(&[("a", "1"), ("longer.name", "\"x\"")]),
+        )
+        .assert(204, "");
+    // util-linux `script` runs regctl with its stdout on a pseudo-terminal.
+    let output = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} --registry {} list",
+            env!("CARGO_BIN_EXE_regctl"),
+            daemon.url()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
+        "a            1\nlonger.name  \"x\"\n"
+    );
+}
+
+#[test]
 fn delete_removes_registers() {
     let daemon = Daemon::start(&[]);
     daemon
