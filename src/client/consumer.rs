@@ -72,6 +72,10 @@ struct Shared {
 /// Follows registers. Subscriptions take effect at once; updates arrive on
 /// [`Consumer::updates`]. Closing or dropping it stops and joins its threads.
 ///
+/// All names go into one query string, so one consumer follows at most as many names
+/// as regd accepts per request (`--max-names`, `--max-uri`); beyond that, use
+/// [`subscribe_all`](Self::subscribe_all) or several consumers.
+///
 /// A slow reader never loses an update: while the channel is full, updates wait in an
 /// outbox that keeps only the latest state of each register, so the reader always ends
 /// with the current state of every register it follows.

@@ -145,6 +145,11 @@ impl Provider {
 
     /// Publishes one register now and keeps it alive, refreshing it at half its ttl.
     /// Publishing a name again replaces its value, metadata and ttl.
+    ///
+    /// Returns the result of the first write. When regd cannot be reached, the register
+    /// is kept and written again with backoff (failures arrive as
+    /// [`ProviderEvent::Failed`]); when regd refuses it (a 400, such as a name longer
+    /// than regd allows), it is dropped.
     pub fn publish(
         &self,
         name: &str,
@@ -242,7 +247,8 @@ impl Provider {
         self.shared.state.lock().registers.keys().cloned().collect()
     }
 
-    /// Change requests and background failures.
+    /// Change requests and background failures. Requests for one name that wait
+    /// unread are coalesced to the latest, as regd itself does (PROTOCOL A8).
     pub fn events(&self) -> &Receiver<ProviderEvent> {
         &self.events
     }

@@ -131,6 +131,15 @@ fn one_shot_calls_read_write_and_delete() {
     assert!(started.elapsed() < PATIENCE);
     assert_eq!(after.registers["b"].value.as_str(), "3");
     assert!(after.index > before.index);
+
+    // A long poll outlasts the client's own timeout: the wait is added to it.
+    let impatient = client.clone().with_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let quiet = impatient
+        .poll(&["b"], Some(Duration::from_millis(600)), after.index)
+        .expect("a long poll longer than the timeout");
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert_eq!(quiet.index, after.index);
 }
 
 #[test]
