@@ -298,14 +298,13 @@ impl Http {
         &self,
         agent: &Agent,
         names: &[S],
-        wait: Duration,
+        wait: Option<Duration>,
     ) -> Result<Vec<(String, Json)>, Error> {
-        let path = format!(
-            "/provider?{}&wait={}",
-            names_query(names),
-            duration::format(wait)
-        );
-        let answer = self.send(agent, "GET", &path, None, Some(wait))?;
+        let mut path = format!("/provider?{}", names_query(names));
+        if let Some(wait) = wait {
+            path.push_str(&format!("&wait={}", duration::format(wait)));
+        }
+        let answer = self.send(agent, "GET", &path, None, wait)?;
         wire::decode_requests(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
     }
 

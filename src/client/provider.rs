@@ -495,7 +495,10 @@ fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
             }
             continue;
         }
-        let result = shared.http.take_requests(&agent, &names, POLL_WAIT);
+        // After a failure, ask without waiting: the answer tells at once that regd is
+        // back (and perhaps restarted), so the registers are written again now.
+        let wait = (!backoff.is_failing()).then_some(POLL_WAIT);
+        let result = shared.http.take_requests(&agent, &names, wait);
         match result {
             Ok(requests) => {
                 // Taken requests are gone from regd: hand them over even if the names

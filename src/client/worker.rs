@@ -132,6 +132,11 @@ impl Backoff {
         step.mul_f64(0.5 + random_fraction() / 2.0)
     }
 
+    /// Whether the last attempt failed.
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failures > 0
+    }
+
     /// Records a success; returns whether it ended a run of failures.
     pub(crate) fn succeed(&mut self) -> bool {
         std::mem::take(&mut self.failures) > 0
@@ -160,7 +165,9 @@ mod tests {
         for wait in &waits[4..] {
             assert!(*wait >= Duration::from_millis(500) && *wait < Duration::from_secs(1));
         }
+        assert!(backoff.is_failing());
         assert!(backoff.succeed());
+        assert!(!backoff.is_failing());
         assert!(!backoff.succeed());
     }
 

@@ -426,7 +426,7 @@ fn provider_and_consumer_survive_a_regd_restart() {
     let client = Client::new(&first.url()).unwrap();
     let provider = client.provider();
     provider
-        .publish("survivor", Json::from(1), None, Duration::from_secs(30))
+        .publish("survivor", Json::from(1), None, Duration::from_secs(60))
         .unwrap();
     let consumer = client.consumer();
     consumer.subscribe(["survivor"]);
@@ -449,8 +449,8 @@ fn provider_and_consumer_survive_a_regd_restart() {
 
     let second = Daemon::start(&["--addr", &address]);
     assert_eq!(second.address.to_string(), address);
-    // The provider writes its register again as soon as regd is back, long before its
-    // next refresh (15 s away).
+    // The provider writes its register again as soon as regd is back; its next refresh
+    // is 30 s away, longer than any wait in a test.
     wait_until("the register is back", || {
         client.get(&["survivor"]).is_ok_and(|read| {
             read.get("survivor")

@@ -646,7 +646,7 @@ fn provide_and_watch_keep_working_across_a_regd_restart() {
     let first = Daemon::start(&[]);
     let address = first.address.to_string();
     let url = first.url();
-    let provider = Running::start(&url, &["provide", "kept", "1", "--ttl", "30s"]);
+    let provider = Running::start(&url, &["provide", "kept", "1", "--ttl", "60s"]);
     wait_for(&first, "kept", Some("1"));
     let watcher = Running::start(&url, &["watch", "kept"]);
     assert_eq!(watcher.next_line(), "kept=1");
@@ -656,7 +656,8 @@ fn provide_and_watch_keep_working_across_a_regd_restart() {
         watcher.stderr().contains("retrying")
     });
     let second = Daemon::start(&["--addr", &address]);
-    // The provider publishes again as soon as regd is back.
+    // The provider publishes again as soon as regd is back, not at its next refresh
+    // (30 s away, longer than any wait in a test).
     wait_for(&second, "kept", Some("1"));
     assert_eq!(succeeds(&second, &["set", "kept", "2"]), "");
     assert_eq!(provider.next_line(), r#"{"name":"kept","value":2}"#);
