@@ -546,3 +546,42 @@ fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_timing_batches_registers_due_together() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let register = |sent_at: Option<Duration>, dirty| Provided {
+            value: Json::null(),
+            metadata: None,
+            ttl: ms(400),
+            sent_at: sent_at.map(|offset| start + offset),
+            dirty,
+            version: 0,
+        };
+        // (sent at, dirty, now) -> (wants a write now, due at)
+        let cases = [
+            (None, true, ms(0), true, ms(0)),
+            (Some(ms(0)), true, ms(10), true, ms(10)),
+            (Some(ms(0)), false, ms(50), false, ms(200)),
+            (Some(ms(0)), false, ms(99), false, ms(200)),
+            // A quarter of the ttl has passed: it joins a write that happens anyway.
+            (Some(ms(0)), false, ms(100), true, ms(200)),
+            (Some(ms(0)), false, ms(200), true, ms(200)),
+        ];
+        for (sent_at, dirty, now, wants, due) in cases {
+            let provided = register(sent_at, dirty);
+            let now = start + now;
+            assert_eq!(
+                provided.wants_write(now),
+                wants,
+                "{sent_at:?} {dirty} {now:?}"
+            );
+            assert_eq!(provided.due(now), start + due, "{sent_at:?} {dirty}");
+        }
+    }
+}
