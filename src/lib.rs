@@ -6,8 +6,9 @@
 //!
 //! Layers point one way: [`core`] (registers, change requests, expiry, waiters; no I/O)
 //! ← [`protocol`] (JSON shapes, durations, errors as statuses) ← [`server`] (sockets and
-//! HTTP) ← the `regd` and `regctl` binaries.
+//! HTTP) and [`client`] (ureq) ← the `regd` and `regctl` binaries.
 
+pub mod client;
 pub mod core;
 pub mod logger;
 pub mod notify;

@@ -5,6 +5,7 @@
 //! wrote them (numbers and key order untouched), so the same stored value always
 //! serialises the same way.
 
+pub mod client;
 pub mod duration;
 pub mod query;
 

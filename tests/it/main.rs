@@ -4,11 +4,13 @@
 mod support;
 
 mod access;
+mod client;
 mod daemon;
 mod faults;
 mod http_layer;
 mod protocol_a;
 mod protocol_b;
+mod regctl;
 mod soak;
 #[cfg(feature = "web")]
 mod web;

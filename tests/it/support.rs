@@ -28,7 +28,8 @@ impl Daemon {
         Self::start_with_env(args, &[])
     }
 
-    /// Starts `regd` with extra arguments and environment variables.
+    /// Starts `regd` with extra arguments and environment variables. Without an
+    /// `--addr` among `args` it listens on `127.0.0.1:0`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_regd"));
         if !args.contains(&"--addr") {

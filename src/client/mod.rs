@@ -1,0 +1,410 @@
+//! A blocking client for regd: one-shot reads and writes, a [`Consumer`] that follows
+//! registers, and a [`Provider`] that keeps registers alive and takes change requests.
+//! This module owns every use of ureq; JSON shapes come from [`crate::protocol::client`].
+//! Invariants: every HTTP timeout is longer than the `wait` the request asked the server
+//! for; background threads are named `regd-client-…` and joined when their owner is
+//! closed or dropped; no lock is held across I/O.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use regd::client::{Client, Json, ProviderEvent, Update};
+//!
+//! # fn main() -> Result<(), regd::client::Error> {
+//! let client = Client::new("http://gateway.local:8080")?;
+//!
+//! // A provider keeps "hall.temperature" alive, refreshing it at half its ttl.
+//! let provider = client.provider();
+//! provider.publish("hall.temperature", Json::from(21), None, Duration::from_secs(10))?;
+//! provider.update("hall.temperature", Json::parse("21.5").unwrap())?;
+//!
+//! // A consumer follows it; one long poll carries all of its subscriptions.
+//! let consumer = client.consumer();
+//! consumer.subscribe(["hall.temperature"]);
+//! match consumer.updates().recv_timeout(Duration::from_secs(5)) {
+//!     Ok(Update::Changed { name, register }) => println!("{name} = {}", register.value),
+//!     Ok(Update::Removed { name }) => println!("{name} is gone"),
+//!     Ok(other) => println!("{other:?}"),
+//!     Err(_) => println!("no news"),
+//! }
+//!
+//! // Ask the provider for a change; it arrives on the provider's channel.
+//! client.request("hall.temperature", &Json::from(19))?;
+//! if let Ok(ProviderEvent::Request { name, value }) = provider.events().recv() {
+//!     provider.update(&name, value)?;
+//! }
+//!
+//! // Closing (or dropping) the provider deletes its registers at once.
+//! provider.close()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod consumer;
+mod error;
+mod provider;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ureq::Agent;
+
+use crate::protocol::client as wire;
+use crate::protocol::duration;
+
+pub use self::consumer::{Consumer, Update};
+pub use self::error::Error;
+pub use self::provider::{Provider, ProviderEvent};
+pub use crate::protocol::client::{Json, JsonError, Register};
+
+/// The registry address used when neither an explicit URL nor `REGISTRY` is given.
+pub const DEFAULT_URL: &str = "http://localhost:8080";
+
+/// The environment variable that names the registry (`http://host:port[/prefix]`).
+pub const ENV_VAR: &str = "REGISTRY";
+
+/// How long a background long poll asks the server to hold it.
+const POLL_WAIT: Duration = Duration::from_secs(30);
+
+/// The first and the longest pause between background retries.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_CAP: Duration = Duration::from_secs(2);
+
+/// Registers named in one query string at most (keeps URLs well under regd's limits).
+const NAMES_PER_QUERY: usize = 100;
+
+/// A handle on one regd. Cheap to clone; clones share a connection pool.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: Http,
+}
+
+/// A snapshot of registers and the revision it was taken at (PROTOCOL B1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The existing registers among those asked for, by name.
+    pub registers: BTreeMap<String, Register>,
+    /// The `X-Reg-Index` of the answer; pass it back to [`Client::poll`] so that no change
+    /// is missed between two polls.
+    pub index: Option<u64>,
+}
+
+impl Client {
+    /// A client for the regd at `url`, such as `http://gateway:8080` or
+    /// `http://host/regd/` (a path prefix is kept; a trailing `/` is fine).
+    pub fn new(url: &str) -> Result<Client, Error> {
+        let base = base_url(url)?;
+        Ok(Client {
+            http: Http {
+                base,
+                agent: new_agent(DEFAULT_TIMEOUT),
+                timeout: DEFAULT_TIMEOUT,
+            },
+        })
+    }
+
+    /// A client for the regd named by the `REGISTRY` environment variable, or
+    /// [`DEFAULT_URL`] when it is unset or empty.
+    pub fn from_env() -> Result<Client, Error> {
+        match std::env::var(ENV_VAR) {
+            Ok(url) if !url.trim().is_empty() => Client::new(url.trim()),
+            _ => Client::new(DEFAULT_URL),
+        }
+    }
+
+    /// The same client with another timeout for plain requests (default 10 s). Long
+    /// polls add this to their `wait`, so their timeout is always longer than the wait.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.http.timeout = timeout;
+        self.http.agent = new_agent(timeout);
+        self
+    }
+
+    /// The base URL requests go to, without a trailing `/`.
+    pub fn url(&self) -> &str {
+        &self.http.base
+    }
+
+    /// Reads the named registers; missing ones are absent from the map.
+    pub fn get<S: AsRef<str>>(&self, names: &[S]) -> Result<BTreeMap<String, Register>, Error> {
+        if names.is_empty() {
+            return Err(Error::Input(
+                "get needs at least one register name; use list for all".to_string(),
+            ));
+        }
+        let mut registers = BTreeMap::new();
+        for chunk in names.chunks(NAMES_PER_QUERY) {
+            registers.append(&mut self.poll(chunk, None, None)?.registers);
+        }
+        Ok(registers)
+    }
+
+    /// Reads every register.
+    pub fn list(&self) -> Result<BTreeMap<String, Register>, Error> {
+        Ok(self.poll::<&str>(&[], None, None)?.registers)
+    }
+
+    /// One `GET /consumer`: the named registers (all when `names` is empty). With a
+    /// `wait`, the server holds the answer until one of them changes after `index`
+    /// (or after the request arrived, without an index) or the wait passes.
+    pub fn poll<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        wait: Option<Duration>,
+        index: Option<u64>,
+    ) -> Result<Snapshot, Error> {
+        self.http.poll(&self.http.agent, names, wait, index)
+    }
+
+    /// Asks the provider of `name` to change it to `value` (PROTOCOL A8).
+    pub fn request(&self, name: &str, value: &Json) -> Result<(), Error> {
+        self.request_many(&[(name, value)])
+    }
+
+    /// Sends several change requests in one `PUT /consumer`.
+    pub fn request_many(&self, requests: &[(&str, &Json)]) -> Result<(), Error> {
+        let body = wire::encode_requests(requests);
+        self.http
+            .send(&self.http.agent, "PUT", "/consumer", Some(body), None)?;
+        Ok(())
+    }
+
+    /// Removes registers now (PROTOCOL B2); their consumers see them go at once.
+    pub fn delete<S: AsRef<str>>(&self, names: &[S]) -> Result<(), Error> {
+        if names.is_empty() {
+            return Err(Error::Input(
+                "delete needs at least one register name".to_string(),
+            ));
+        }
+        self.http.delete(&self.http.agent, names)
+    }
+
+    /// A consumer with no subscriptions yet; see [`Consumer::subscribe`].
+    pub fn consumer(&self) -> Consumer {
+        Consumer::start(self.http.clone())
+    }
+
+    /// A provider with no registers yet; see [`Provider::publish`].
+    pub fn provider(&self) -> Provider {
+        Provider::start(self.http.clone())
+    }
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn base_url(url: &str) -> Result<String, Error> {
+    let refuse = |reason: &str| Error::Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("https://") {
+        return Err(refuse(
+            "https is not supported; regd speaks plain HTTP on the local network, use http://",
+        ));
+    } else {
+        return Err(refuse(
+            "expected http://HOST:PORT, optionally followed by a path prefix",
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(refuse("the host is missing; expected http://HOST:PORT"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(refuse("a registry URL has no query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn new_agent(timeout: Duration) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout))
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("regd-client/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// `name=a&name=b` with each name URL-encoded.
+fn names_query<S: AsRef<str>>(names: &[S]) -> String {
+    names
+        .iter()
+        .map(|name| format!("name={}", wire::encode_component(name.as_ref())))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An answer with a success status.
+struct Answer {
+    index: Option<u64>,
+    body: String,
+}
+
+/// The HTTP side shared by the client and its background threads.
+#[derive(Clone, Debug)]
+pub(crate) struct Http {
+    base: String,
+    agent: Agent,
+    timeout: Duration,
+}
+
+impl Http {
+    /// A fresh agent (own connection pool) for a background loop, so that shutting it
+    /// down interrupts only that loop's request.
+    fn new_agent(&self) -> Agent {
+        new_agent(self.timeout)
+    }
+
+    fn poll<S: AsRef<str>>(
+        &self,
+        agent: &Agent,
+        names: &[S],
+        wait: Option<Duration>,
+        index: Option<u64>,
+    ) -> Result<Snapshot, Error> {
+        let mut query = names_query(names);
+        let mut add = |parameter: String| {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&parameter);
+        };
+        if let Some(wait) = wait {
+            add(format!("wait={}", duration::format(wait)));
+        }
+        if let Some(index) = index {
+            add(format!("index={index}"));
+        }
+        let path = if query.is_empty() {
+            "/consumer".to_string()
+        } else {
+            format!("/consumer?{query}")
+        };
+        let answer = self.send(agent, "GET", &path, None, wait)?;
+        let registers = wire::decode_snapshot(&answer.body)
+            .map_err(|error| Error::Protocol(error.to_string()))?;
+        Ok(Snapshot {
+            registers,
+            index: answer.index,
+        })
+    }
+
+    fn take_requests<S: AsRef<str>>(
+        &self,
+        agent: &Agent,
+        names: &[S],
+        wait: Option<Duration>,
+    ) -> Result<Vec<(String, Json)>, Error> {
+        let mut path = format!("/provider?{}", names_query(names));
+        if let Some(wait) = wait {
+            path.push_str(&format!("&wait={}", duration::format(wait)));
+        }
+        let answer = self.send(agent, "GET", &path, None, wait)?;
+        wire::decode_requests(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
+    }
+
+    fn delete<S: AsRef<str>>(&self, agent: &Agent, names: &[S]) -> Result<(), Error> {
+        for chunk in names.chunks(NAMES_PER_QUERY) {
+            let path = format!("/provider?{}", names_query(chunk));
+            self.send(agent, "DELETE", &path, None, None)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, agent: &Agent, entries: &[wire::PublishEntry<'_>]) -> Result<(), Error> {
+        let body = wire::encode_publish(entries);
+        self.send(agent, "PUT", "/provider", Some(body), None)?;
+        Ok(())
+    }
+
+    /// Sends one request. A `wait` lengthens the timeout by that much, so the server
+    /// always answers a long poll before the client gives up on it.
+    fn send(
+        &self,
+        agent: &Agent,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        wait: Option<Duration>,
+    ) -> Result<Answer, Error> {
+        let url = format!("{}{path}", self.base);
+        let timeout = Some(self.timeout + wait.unwrap_or_default());
+        let transport = |error| Error::from_transport(&self.base, error);
+        let result = match (method, body) {
+            ("PUT", body) => agent
+                .put(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or_default()),
+            ("DELETE", _) => agent
+                .delete(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .call(),
+            _ => agent
+                .get(&url)
+                .config()
+                .timeout_global(timeout)
+                .build()
+                .call(),
+        };
+        let mut response = result.map_err(transport)?;
+        let status = response.status().as_u16();
+        let index = response
+            .headers()
+            .get("x-reg-index")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
+        let body = response.body_mut().read_to_string().map_err(transport)?;
+        if !(200..300).contains(&status) {
+            let message = wire::decode_error(&body).unwrap_or_else(|| {
+                if body.trim().is_empty() {
+                    "no explanation given".to_string()
+                } else {
+                    body.trim().to_string()
+                }
+            });
+            return Err(Error::Status { status, message });
+        }
+        Ok(Answer { index, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let cases = [
+            ("http://h:1", Some("http://h:1")),
+            ("http://h:1/", Some("http://h:1")),
+            ("http://h/regd/", Some("http://h/regd")),
+            ("http://h/a/b", Some("http://h/a/b")),
+            ("https://h", None),
+            ("h:8080", None),
+            ("http://", None),
+            ("http:///x", None),
+            ("http://h/?x", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(base_url(url).ok().as_deref(), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn names_are_url_encoded() {
+        assert_eq!(
+            names_query(&["a b", "x/y", "é"]),
+            "name=a%20b&name=x%2Fy&name=%C3%A9"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! The client side of the wire: the JSON a client sends (publish and change-request
+//! bodies), the JSON it reads back (snapshots, change requests, error bodies), the JSON a
+//! command-line tool prints, and URL-encoding of query values. `regd::client` and
+//! `regctl` use these and never touch serde themselves. Invariant: a [`Json`] always holds
+//! valid, compact JSON text, exactly as the writer spelled its numbers and key order.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{MAX_NESTING, duration, json_string};
+
+/// A JSON document (a register value or metadata object) as compact text.
+///
+/// Numbers and key order are kept as written, so a value read back from regd compares
+/// equal to the value that was published.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Json(String);
+
+/// Why a text is not acceptable JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonError {
+    message: String,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid JSON: {}", self.message)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+impl Json {
+    /// Parses and compacts JSON text such as `42`, `"on"` or `{"unit": "°C"}`.
+    pub fn parse(text: &str) -> Result<Json, JsonError> {
+        let raw: &RawValue = serde_json::from_str(text).map_err(|error| JsonError {
+            message: error.to_string(),
+        })?;
+        compact(raw.get()).map(Json)
+    }
+
+    /// The JSON `null`.
+    pub fn null() -> Json {
+        Json("null".to_string())
+    }
+
+    /// A JSON string holding `text`.
+    pub fn string(text: &str) -> Json {
+        Json(json_string(text))
+    }
+
+    /// Encodes any serialisable value (numbers, strings, maps with string keys, ...).
+    pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Json, JsonError> {
+        let text = serde_json::to_string(value).map_err(|error| JsonError {
+            message: error.to_string(),
+        })?;
+        Json::parse(&text)
+    }
+
+    /// The compact JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a JSON object (metadata must be one).
+    pub fn is_object(&self) -> bool {
+        self.0.starts_with('{')
+    }
+
+    /// Whether this is the JSON `null`.
+    pub fn is_null(&self) -> bool {
+        self.0 == "null"
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Json {
+    type Err = JsonError;
+
+    fn from_str(text: &str) -> Result<Json, JsonError> {
+        Json::parse(text)
+    }
+}
+
+impl From<bool> for Json {
+    fn from(value: bool) -> Json {
+        Json(value.to_string())
+    }
+}
+
+impl From<i64> for Json {
+    fn from(value: i64) -> Json {
+        Json(value.to_string())
+    }
+}
+
+impl From<u64> for Json {
+    fn from(value: u64) -> Json {
+        Json(value.to_string())
+    }
+}
+
+impl From<i32> for Json {
+    fn from(value: i32) -> Json {
+        Json(value.to_string())
+    }
+}
+
+/// Removes insignificant white space from valid JSON text and bounds its nesting.
+fn compact(raw: &str) -> Result<String, JsonError> {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+    for ch in raw.chars() {
+        if in_string {
+            out.push(ch);
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match ch {
+            ' ' | '\t' | '\n' | '\r' => continue,
+            '"' => in_string = true,
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(JsonError {
+                        message: format!("it nests deeper than {MAX_NESTING} levels"),
+                    });
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        out.push(ch);
+    }
+    Ok(out)
+}
+
+/// A register as a consumer reads it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Register {
+    /// The value (`null` included).
+    pub value: Json,
+    /// The metadata object, when the register has one.
+    pub metadata: Option<Json>,
+}
+
+/// An answer regd gave that does not have the protocol's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    message: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+#[derive(Deserialize)]
+struct Answer {
+    registers: Option<BTreeMap<String, AnswerEntry>>,
+}
+
+#[derive(Deserialize)]
+struct AnswerEntry {
+    value: Option<Box<RawValue>>,
+    metadata: Option<Box<RawValue>>,
+}
+
+fn decode_answer(body: &str) -> Result<BTreeMap<String, AnswerEntry>, DecodeError> {
+    let answer: Answer = serde_json::from_str(body).map_err(|error| DecodeError {
+        message: format!("regd answered with JSON this client does not understand: {error}"),
+    })?;
+    answer.registers.ok_or_else(|| DecodeError {
+        message: "regd answered without a \"registers\" object".to_string(),
+    })
+}
+
+fn raw_json(raw: Option<Box<RawValue>>) -> Result<Option<Json>, DecodeError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => compact(raw.get())
+            .map(|text| Some(Json(text)))
+            .map_err(|error| DecodeError {
+                message: error.to_string(),
+            }),
+    }
+}
+
+/// Decodes a `GET /consumer` answer (PROTOCOL A4): registers by name.
+pub fn decode_snapshot(body: &str) -> Result<BTreeMap<String, Register>, DecodeError> {
+    let mut registers = BTreeMap::new();
+    for (name, entry) in decode_answer(body)? {
+        let value = raw_json(entry.value)?.unwrap_or_else(Json::null);
+        let metadata = raw_json(entry.metadata)?.filter(|metadata| metadata.as_str() != "{}");
+        registers.insert(name, Register { value, metadata });
+    }
+    Ok(registers)
+}
+
+/// Decodes a `GET /provider` answer (PROTOCOL A5): the requested value of each name.
+pub fn decode_requests(body: &str) -> Result<Vec<(String, Json)>, DecodeError> {
+    let mut requests = Vec::new();
+    for (name, entry) in decode_answer(body)? {
+        requests.push((name, raw_json(entry.value)?.unwrap_or_else(Json::null)));
+    }
+    Ok(requests)
+}
+
+/// The message of an error body `{"error": "..."}` (PROTOCOL B3), if it is one.
+pub fn decode_error(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    serde_json::from_str::<ErrorBody>(body)
+        .ok()
+        .map(|body| body.error)
+}
+
+/// One register of a `PUT /provider` body.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishEntry<'a> {
+    /// Register name.
+    pub name: &'a str,
+    /// Its value.
+    pub value: &'a Json,
+    /// Its metadata object, if any.
+    pub metadata: Option<&'a Json>,
+    /// Its ttl; `None` leaves the server's default.
+    pub ttl: Option<Duration>,
+}
+
+/// Encodes a `PUT /provider` body (PROTOCOL A7).
+pub fn encode_publish(entries: &[PublishEntry<'_>]) -> String {
+    let mut out = String::from(r#"{"registers":{"#);
+    for (position, entry) in entries.iter().enumerate() {
+        if position > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_string(entry.name));
+        out.push_str(r#":{"value":"#);
+        out.push_str(entry.value.as_str());
+        if let Some(metadata) = entry.metadata {
+            out.push_str(r#","metadata":"#);
+            out.push_str(metadata.as_str());
+        }
+        if let Some(ttl) = entry.ttl {
+            out.push_str(r#","ttl":"#);
+            out.push_str(&json_string(&duration::format(ttl)));
+        }
+        out.push('}');
+    }
+    out.push_str("}}");
+    out
+}
+
+/// Encodes a `PUT /consumer` body (PROTOCOL A8).
+pub fn encode_requests(entries: &[(&str, &Json)]) -> String {
+    let mut out = String::from(r#"{"registers":{"#);
+    for (position, (name, value)) in entries.iter().enumerate() {
+        if position > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_string(name));
+        out.push_str(r#":{"value":"#);
+        out.push_str(value.as_str());
+        out.push('}');
+    }
+    out.push_str("}}");
+    out
+}
+
+/// A JSON object from members whose values are already JSON text, in the given order.
+pub fn object<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("{");
+    for (position, (key, value)) in members.into_iter().enumerate() {
+        if position > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_string(key));
+        out.push(':');
+        out.push_str(value);
+    }
+    out.push('}');
+    out
+}
+
+/// A register as one JSON object: `{"value": V}` or `{"value": V, "metadata": M}`.
+pub fn encode_register(register: &Register) -> String {
+    let mut members = vec![("value", register.value.as_str())];
+    if let Some(metadata) = &register.metadata {
+        members.push(("metadata", metadata.as_str()));
+    }
+    object(members)
+}
+
+/// One register of a registers file (`regctl provide --file`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Its value (`null` when absent).
+    pub value: Json,
+    /// Its metadata object, if any.
+    pub metadata: Option<Json>,
+    /// Its ttl as written (a duration such as `"5s"`), if any.
+    pub ttl: Option<String>,
+}
+
+/// Decodes a registers file: `{NAME: {"value": V, "metadata": {...}, "ttl": "5s"}, ...}`.
+pub fn decode_registers_file(text: &str) -> Result<Vec<(String, FileEntry)>, DecodeError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry {
+        value: Option<Box<RawValue>>,
+        metadata: Option<Box<RawValue>>,
+        ttl: Option<String>,
+    }
+    let fail = |message: String| DecodeError { message };
+    let entries: BTreeMap<String, Entry> = serde_json::from_str(text).map_err(|error| {
+        fail(format!(
+            "expected an object such as {{\"name\": {{\"value\": 1, \"metadata\": {{}}, \"ttl\": \"5s\"}}}}: {error}"
+        ))
+    })?;
+    let mut decoded = Vec::with_capacity(entries.len());
+    for (name, entry) in entries {
+        let metadata = raw_json(entry.metadata)?.filter(|metadata| !metadata.is_null());
+        if metadata
+            .as_ref()
+            .is_some_and(|metadata| !metadata.is_object())
+        {
+            return Err(fail(format!(
+                "{}.metadata must be an object or null",
+                json_string(&name)
+            )));
+        }
+        decoded.push((
+            name,
+            FileEntry {
+                value: raw_json(entry.value)?.unwrap_or_else(Json::null),
+                metadata,
+                ttl: entry.ttl,
+            },
+        ));
+    }
+    Ok(decoded)
+}
+
+/// Decodes a JSON object of new values by name: `{"a": 1, "b": "on"}`.
+pub fn decode_values(text: &str) -> Result<Vec<(String, Json)>, DecodeError> {
+    let values: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(text).map_err(|error| DecodeError {
+            message: format!(
+                "expected an object of values by name such as {{\"lamp\": true}}: {error}"
+            ),
+        })?;
+    values
+        .into_iter()
+        .map(|(name, raw)| Ok((name, raw_json(Some(raw))?.unwrap_or_else(Json::null))))
+        .collect()
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_parses_compactly_and_keeps_numbers() {
+        let cases = [
+            ("1", "1"),
+            (" 2.50 ", "2.50"),
+            ("{ \"b\" : 1, \"a\": [1, 2] }", r#"{"b":1,"a":[1,2]}"#),
+            ("\"a b\"", "\"a b\""),
+            ("12345678901234567890123", "12345678901234567890123"),
+            ("null", "null"),
+        ];
+        for (text, compacted) in cases {
+            assert_eq!(Json::parse(text).unwrap().as_str(), compacted, "{text}");
+        }
+        for text in ["", "on", "{", "1 2", "'x'"] {
+            assert!(Json::parse(text).is_err(), "{text}");
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(Json::parse(&deep).is_err());
+        assert_eq!(Json::string("a\"b").as_str(), r#""a\"b""#);
+        assert_eq!(Json::encode(&[1, 2]).unwrap().as_str(), "[1,2]");
+    }
+
+    #[test]
+    fn answers_decode() {
+        let snapshot = decode_snapshot(
+            r#"{"registers":{"a":{"value":[1, 2]},"b":{"value":null,"metadata":{"u":"C"}},"c":{"metadata":{}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(snapshot["a"].value.as_str(), "[1,2]");
+        assert_eq!(snapshot["a"].metadata, None);
+        assert_eq!(snapshot["b"].value, Json::null());
+        assert_eq!(
+            snapshot["b"].metadata.as_ref().unwrap().as_str(),
+            r#"{"u":"C"}"#
+        );
+        assert_eq!(snapshot["c"].metadata, None);
+        assert!(decode_snapshot("{}").is_err());
+        assert!(decode_snapshot("[]").is_err());
+        let requests = decode_requests(r#"{"registers":{"x":{"value":true}}}"#).unwrap();
+        assert_eq!(requests, [("x".to_string(), Json::from(true))]);
+        assert_eq!(decode_error(r#"{"error":"bad"}"#).as_deref(), Some("bad"));
+        assert_eq!(decode_error("<html>"), None);
+    }
+
+    #[test]
+    fn bodies_encode() {
+        let value = Json::from(1);
+        let metadata = Json::parse(r#"{"u":"C"}"#).unwrap();
+        let body = encode_publish(&[
+            PublishEntry {
+                name: "a\"",
+                value: &value,
+                metadata: Some(&metadata),
+                ttl: Some(Duration::from_millis(1500)),
+            },
+            PublishEntry {
+                name: "b",
+                value: &value,
+                metadata: None,
+                ttl: None,
+            },
+        ]);
+        assert_eq!(
+            body,
+            r#"{"registers":{"a\"":{"value":1,"metadata":{"u":"C"},"ttl":"1.5s"},"b":{"value":1}}}"#
+        );
+        assert_eq!(
+            encode_requests(&[("x", &value)]),
+            r#"{"registers":{"x":{"value":1}}}"#
+        );
+        assert_eq!(object([("k", "1"), ("j", "\"s\"")]), r#"{"k":1,"j":"s"}"#);
+        assert_eq!(encode_component("a b/é"), "a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn registers_files_decode() {
+        let entries = decode_registers_file(
+            r#"{"a":{"value":1,"metadata":{"u":"C"},"ttl":"5s"},"b":{},"c":{"metadata":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].1.ttl.as_deref(), Some("5s"));
+        assert_eq!(entries[1].1.value, Json::null());
+        assert_eq!(entries[2].1.metadata, None);
+        assert!(decode_registers_file(r#"{"a":{"metadata":[1]}}"#).is_err());
+        assert!(decode_registers_file(r#"{"a":{"valu":1}}"#).is_err());
+        assert!(decode_registers_file("[]").is_err());
+        let values = decode_values(r#"{"b": [1], "a": null}"#).unwrap();
+        assert_eq!(values[0], ("a".to_string(), Json::null()));
+        assert_eq!(values[1].1.as_str(), "[1]");
+        assert!(decode_values("5").is_err());
+    }
+}

@@ -1,0 +1,673 @@
+//! The `regctl` binary against the real daemon: every command, its output formats, exit
+//! codes and messages, signals, stdin, a closed pipe, a thousand changes, a restart.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn command(registry: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_regctl"));
+    command
+        .args(["--registry", registry])
+        .args(args)
+        .env_remove("REGISTRY");
+    command
+}
+
+/// Runs regctl to the end with no stdin.
+fn run(daemon: &Daemon, args: &[&str]) -> Output {
+    command(&daemon.url(), args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run regctl")
+}
+
+#[track_caller]
+fn succeeds(daemon: &Daemon, args: &[&str]) -> String {
+    let output = run(daemon, args);
+    assert!(
+        output.status.success(),
+        "regctl {args:?}: {:?}, stderr {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+#[track_caller]
+fn fails(output: &Output, code: i32, mentions: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr {stderr}");
+    for text in mentions {
+        assert!(
+            stderr.contains(text),
+            "stderr {stderr:?} should mention {text:?}"
+        );
+    }
+}
+
+/// The register values regd holds, as JSON text.
+fn values(daemon: &Daemon) -> BTreeMap<String, String> {
+    let answer = daemon.get("/consumer").json();
+    answer["registers"]
+        .as_object()
+        .expect("registers")
+        .iter()
+        .map(|(name, entry)| (name.clone(), entry["value"].to_string()))
+        .collect()
+}
+
+fn value(daemon: &Daemon, name: &str) -> Option<String> {
+    values(daemon).remove(name)
+}
+
+/// A regctl that keeps running: stdout lines arrive on a channel; killed on drop.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stdout_thread: Option<thread::JoinHandle<()>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(registry: &str, args: &[&str]) -> Running {
+        let mut child = command(registry, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start regctl");
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stdout_thread = thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_thread = {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().unwrap();
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { return };
+                    let mut text = stderr.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            })
+        };
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stdout_thread: Some(stdout_thread),
+            stderr,
+            stderr_thread: Some(stderr_thread),
+        }
+    }
+
+    #[track_caller]
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no output line; stderr {}", self.stderr()))
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to regctl");
+        stdin.flush().unwrap();
+    }
+
+    fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for regctl to exit and returns its status.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                if let Some(thread) = self.stderr_thread.take() {
+                    let _ = thread.join();
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "regctl did not exit");
+            thread::sleep(Duration::from_millis(1)); // sleep-ok: polling a deadline
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for thread in [self.stdout_thread.take(), self.stderr_thread.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = thread.join();
+        }
+        if thread::panicking() {
+            eprintln!("--- regctl stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+/// Waits until `name` has `value` in regd (`None`: until it is gone).
+#[track_caller]
+fn wait_for(daemon: &Daemon, name: &str, expected: Option<&str>) {
+    wait_until(&format!("{name} to be {expected:?}"), || {
+        value(daemon, name).as_deref() == expected
+    });
+}
+
+#[test]
+fn help_version_and_usage_errors() {
+    let daemon = Daemon::start(&[]);
+    assert_eq!(
+        succeeds(&daemon, &["--version"]),
+        format!("regctl {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(succeeds(&daemon, &["--help"]).contains("commands:"));
+    assert!(succeeds(&daemon, &["-h"]).contains("usage: regctl"));
+    for command in ["provide", "get", "set", "list", "watch", "delete"] {
+        for flag in ["--help", "-h"] {
+            let help = succeeds(&daemon, &[command, flag]);
+            assert!(
+                help.starts_with(&format!("usage: regctl {command}")),
+                "{help}"
+            );
+        }
+    }
+    fails(&run(&daemon, &[]), 2, &["a command is needed"]);
+    fails(&run(&daemon, &["frobnicate"]), 2, &["unknown command"]);
+    fails(&run(&daemon, &["get"]), 2, &["at least one NAME"]);
+    fails(
+        &run(&daemon, &["get", "x", "--bogus"]),
+        2,
+        &["unknown option \"--bogus\""],
+    );
+    fails(
+        &run(&daemon, &["get", "x", "--wait", "soon"]),
+        2,
+        &["--wait"],
+    );
+    fails(&run(&daemon, &["set", "x"]), 2, &["NAME VALUE"]);
+    fails(&run(&daemon, &["list", "x"]), 2, &["unexpected argument"]);
+    fails(&run(&daemon, &["delete"]), 2, &["at least one NAME"]);
+    fails(
+        &run(&daemon, &["provide", "x", "on"]),
+        2,
+        &["VALUE must be JSON", r#"quote it: '"on"'"#],
+    );
+    fails(
+        &run(&daemon, &["set", "x", "on"]),
+        2,
+        &["VALUE must be JSON", "quote it"],
+    );
+    fails(
+        &run(&daemon, &["provide", "x", "1", "[1]"]),
+        2,
+        &["METADATA must be a JSON object"],
+    );
+    fails(
+        &command("ftp://h", &["list"]).output().unwrap(),
+        2,
+        &["invalid registry URL"],
+    );
+    // Nothing was published by any of these.
+    assert!(values(&daemon).is_empty());
+}
+
+#[test]
+fn an_unreachable_regd_is_explained() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{free}");
+    let output = command(&url, &["list"]).output().unwrap();
+    fails(
+        &output,
+        1,
+        &[&format!(
+            "regctl: cannot reach regd at {url}: connection refused — is it running? set REGISTRY or --registry"
+        )],
+    );
+    assert!(output.stdout.is_empty());
+
+    // REGISTRY is used when --registry is not given (a trailing slash is fine).
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put("/provider", &registers(&[("via-env", "1")]))
+        .assert(204, "");
+    let output = Command::new(env!("CARGO_BIN_EXE_regctl"))
+        .args(["get", "via-env"])
+        .env("REGISTRY", format!("{}/", daemon.url()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n");
+}
+
+#[test]
+fn get_prints_values_in_argument_order() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"b":{"value":{"x": [1, 2.50]}},"a":{"value":"on","metadata":{"unit":"C"}},"c d":{}}}"#,
+        )
+        .assert(204, "");
+    assert_eq!(succeeds(&daemon, &["get", "b"]), "{\"x\":[1,2.50]}\n");
+    assert_eq!(
+        succeeds(&daemon, &["get", "b", "c d", "a"]),
+        "b={\"x\":[1,2.50]}\nc d=null\na=\"on\"\n"
+    );
+    assert_eq!(
+        succeeds(&daemon, &["get", "b", "a", "--json"]),
+        "{\"b\":{\"x\":[1,2.50]},\"a\":\"on\"}\n"
+    );
+    assert_eq!(
+        succeeds(&daemon, &["get", "a", "--metadata"]),
+        "{\"value\":\"on\",\"metadata\":{\"unit\":\"C\"}}\n"
+    );
+    assert_eq!(
+        succeeds(&daemon, &["get", "--json", "--metadata", "a", "c d"]),
+        "{\"a\":{\"value\":\"on\",\"metadata\":{\"unit\":\"C\"}},\"c d\":{\"value\":null}}\n"
+    );
+
+    let started = Instant::now();
+    let output = run(&daemon, &["get", "a", "missing"]);
+    fails(&output, 1, &["register does not exist: \"missing\""]);
+    assert!(output.stdout.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a missing register is reported promptly, took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn get_wait_returns_when_the_register_appears() {
+    let daemon = Daemon::start(&[]);
+    let mut waiting = Running::start(&daemon.url(), &["get", "late", "--wait", "20s"]);
+    wait_for_held_polls(&daemon, 1);
+    daemon
+        .put("/provider", &registers(&[("late", "42")]))
+        .assert(204, "");
+    assert_eq!(waiting.next_line(), "42");
+    assert!(waiting.wait_exit().success());
+
+    let started = Instant::now();
+    fails(
+        &run(&daemon, &["get", "never", "--wait", "200ms"]),
+        1,
+        &["\"never\"", "waited 200ms"],
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[test]
+fn set_waits_until_the_provider_applies_the_value() {
+    let daemon = Daemon::start(&[]);
+    let provider = Running::start(&daemon.url(), &["provide", "lamp", "false"]);
+    wait_for(&daemon, "lamp", Some("false"));
+    assert_eq!(succeeds(&daemon, &["set", "lamp", "true"]), "");
+    assert_eq!(provider.next_line(), r#"{"name":"lamp","value":true}"#);
+    assert_eq!(value(&daemon, "lamp").as_deref(), Some("true"));
+
+    let read_only = Running::start(&daemon.url(), &["provide", "fixed", "1", "--read-only"]);
+    wait_for(&daemon, "fixed", Some("1"));
+    fails(
+        &run(&daemon, &["set", "fixed", "2", "--timeout", "300ms"]),
+        1,
+        &["\"fixed\" did not take 2 within 300ms", "its value is 1"],
+    );
+    assert_eq!(read_only.next_line(), r#"{"name":"fixed","value":2}"#);
+    assert_eq!(value(&daemon, "fixed").as_deref(), Some("1"));
+
+    fails(
+        &run(&daemon, &["set", "nobody", "1", "--timeout", "100ms"]),
+        1,
+        &["\"nobody\" does not exist"],
+    );
+    assert_eq!(
+        succeeds(&daemon, &["set", "queued", "\"x\"", "--no-wait"]),
+        ""
+    );
+    assert_eq!(
+        daemon.get("/provider?name=queued").body,
+        r#"{"registers":{"queued":{"value":"x"}}}"#
+    );
+}
+
+#[test]
+fn list_sorts_and_formats() {
+    let daemon = Daemon::start(&[]);
+    assert_eq!(succeeds(&daemon, &["list"]), "");
+    assert_eq!(succeeds(&daemon, &["list", "--json"]), "{}\n");
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"b":{"value":2},"a":{"value":"x","metadata":{"m":1}},"c":{"value":[3]}}}"#,
+        )
+        .assert(204, "");
+    // Not a terminal: NAME=VALUE lines.
+    assert_eq!(succeeds(&daemon, &["list"]), "a=\"x\"\nb=2\nc=[3]\n");
+    assert_eq!(
+        succeeds(&daemon, &["list", "--json"]),
+        "{\"a\":\"x\",\"b\":2,\"c\":[3]}\n"
+    );
+    assert_eq!(
+        succeeds(&daemon, &["list", "--metadata"]),
+        "a={\"value\":\"x\",\"metadata\":{\"m\":1}}\nb={\"value\":2}\nc={\"value\":[3]}\n"
+    );
+}
+
+#[test]
+fn list_aligns_columns_on_a_terminal() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put(
+            "/provider",
+            &registers(&[("a", "1"), ("longer.name", "\"x\"")]),
+        )
+        .assert(204, "");
+    // util-linux `script` runs regctl with its stdout on a pseudo-terminal.
+    let output = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} --registry {} list",
+            env!("CARGO_BIN_EXE_regctl"),
+            daemon.url()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
+        "a            1\nlonger.name  \"x\"\n"
+    );
+}
+
+#[test]
+fn delete_removes_registers() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put(
+            "/provider",
+            &registers(&[("a", "1"), ("b", "2"), ("c", "3")]),
+        )
+        .assert(204, "");
+    assert_eq!(succeeds(&daemon, &["delete", "a", "c"]), "");
+    assert_eq!(values(&daemon), BTreeMap::from([("b".into(), "2".into())]));
+}
+
+#[test]
+fn provide_publishes_stdin_lines_and_skips_bad_ones() {
+    let daemon = Daemon::start(&[]);
+    let mut provider = Running::start(
+        &daemon.url(),
+        &["provide", "temp", "20", r#"{"unit": "C"}"#, "--ttl", "1s"],
+    );
+    wait_for(&daemon, "temp", Some("20"));
+    assert_eq!(
+        succeeds(&daemon, &["get", "temp", "--metadata"]),
+        "{\"value\":20,\"metadata\":{\"unit\":\"C\"}}\n"
+    );
+    provider.write_line("21.5");
+    wait_for(&daemon, "temp", Some("21.5"));
+    provider.write_line("warm");
+    provider.write_line("");
+    provider.write_line(r#"{"x": [1]}"#);
+    wait_for(&daemon, "temp", Some(r#"{"x":[1]}"#));
+    assert!(
+        provider
+            .stderr()
+            .contains("stdin line 2 skipped: invalid JSON"),
+        "{}",
+        provider.stderr()
+    );
+    // Kept alive across several ttls (1 s): it never expires meanwhile.
+    let started = Instant::now();
+    wait_until("two and a half ttls", || {
+        assert!(value(&daemon, "temp").is_some(), "the register expired");
+        started.elapsed() > Duration::from_millis(2500)
+    });
+    provider.close_stdin();
+    assert!(provider.wait_exit().success());
+    assert_eq!(value(&daemon, "temp"), None);
+}
+
+/// Starts a provider, interrupts it with `stop`, and checks the register is gone from
+/// regd within 100 ms and that regctl exits 0.
+fn check_prompt_removal(stop: impl FnOnce(&mut Running)) {
+    let daemon = Daemon::start(&[]);
+    let mut provider = Running::start(&daemon.url(), &["provide", "short", "1"]);
+    wait_for(&daemon, "short", Some("1"));
+    let stopped = Instant::now();
+    stop(&mut provider);
+    wait_for(&daemon, "short", None);
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(100), "removal took {took:?}");
+    assert_eq!(provider.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn provide_deletes_its_register_on_sigint() {
+    check_prompt_removal(|provider| provider.signal("INT"));
+}
+
+#[test]
+fn provide_deletes_its_register_on_sigterm() {
+    check_prompt_removal(|provider| provider.signal("TERM"));
+}
+
+#[test]
+fn provide_deletes_its_register_when_stdin_ends() {
+    check_prompt_removal(|provider| provider.close_stdin());
+}
+
+#[test]
+fn provide_file_serves_several_registers() {
+    let daemon = Daemon::start(&[]);
+    let directory = std::env::temp_dir().join(format!(
+        "regctl-test-{}-{}",
+        std::process::id(),
+        daemon.address.port()
+    ));
+    std::fs::create_dir_all(&directory).unwrap();
+    let file = directory.join("registers.json");
+    std::fs::write(
+        &file,
+        r#"{"fan": {"value": 0, "metadata": {"unit": "rpm"}, "ttl": "2s"},
+            "lamp": {"value": false}}"#,
+    )
+    .unwrap();
+    let mut provider = Running::start(
+        &daemon.url(),
+        &["provide", "--file", file.to_str().unwrap()],
+    );
+    wait_for(&daemon, "fan", Some("0"));
+    wait_for(&daemon, "lamp", Some("false"));
+    assert_eq!(
+        succeeds(&daemon, &["get", "fan", "--metadata"]),
+        "{\"value\":0,\"metadata\":{\"unit\":\"rpm\"}}\n"
+    );
+    assert_eq!(succeeds(&daemon, &["set", "lamp", "true"]), "");
+    assert_eq!(provider.next_line(), r#"{"name":"lamp","value":true}"#);
+    provider.write_line(r#"{"fan": 1200}"#);
+    wait_for(&daemon, "fan", Some("1200"));
+    provider.signal("TERM");
+    assert!(provider.wait_exit().success());
+    assert!(values(&daemon).is_empty());
+    std::fs::remove_dir_all(&directory).unwrap();
+
+    fails(
+        &run(
+            &daemon,
+            &["provide", "--file", "/nonexistent/registers.json"],
+        ),
+        1,
+        &["cannot read /nonexistent/registers.json"],
+    );
+}
+
+#[test]
+fn watch_streams_changes_and_removals() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put("/provider", &registers(&[("a", "1")]))
+        .assert(204, "");
+    let plain = Running::start(&daemon.url(), &["watch", "a", "b"]);
+    let json = Running::start(&daemon.url(), &["watch", "--json"]);
+    assert_eq!(plain.next_line(), "a=1");
+    assert_eq!(json.next_line(), r#"{"name":"a","value":1}"#);
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"b":{"value":"x","metadata":{"m":true}}}}"#,
+        )
+        .assert(204, "");
+    assert_eq!(plain.next_line(), "b=\"x\"");
+    assert_eq!(
+        json.next_line(),
+        r#"{"name":"b","value":"x","metadata":{"m":true}}"#
+    );
+    assert_eq!(succeeds(&daemon, &["delete", "a"]), "");
+    assert_eq!(plain.next_line(), "a (removed)");
+    assert_eq!(json.next_line(), r#"{"name":"a","removed":true}"#);
+    // Registers it does not watch do not show up in the plain watcher.
+    daemon
+        .put("/provider", &registers(&[("other", "1"), ("b", "2")]))
+        .assert(204, "");
+    assert_eq!(plain.next_line(), "b=2");
+}
+
+#[test]
+fn watch_sees_the_final_value_of_a_thousand_fast_changes() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put("/provider", &registers(&[("ready", "true")]))
+        .assert(204, "");
+    let watcher = Running::start(&daemon.url(), &["watch", "--json"]);
+    assert_eq!(watcher.next_line(), r#"{"name":"ready","value":true}"#);
+
+    let mut expected = BTreeMap::new();
+    let mut http = daemon.connect();
+    for change in 0..1000 {
+        let name = format!("r{}", change % 41);
+        http.request(
+            "PUT",
+            "/provider",
+            &registers(&[(&name, &change.to_string())]),
+        )
+        .assert(204, "");
+        expected.insert(name, change.to_string());
+    }
+    let mut latest = BTreeMap::new();
+    while latest != expected {
+        let line: serde_json::Value = serde_json::from_str(&watcher.next_line()).unwrap();
+        let name = line["name"].as_str().unwrap().to_string();
+        assert_ne!(line["removed"], true, "{line}");
+        latest.insert(name, line["value"].to_string());
+    }
+}
+
+#[test]
+fn watch_on_a_closed_pipe_exits_quietly() {
+    let daemon = Daemon::start(&[]);
+    daemon
+        .put("/provider", &registers(&[("n", "0")]))
+        .assert(204, "");
+    // `regctl watch | head -1`: the reader takes one line and goes away.
+    let mut child = command(&daemon.url(), &["watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "n=0\n");
+    drop(stdout);
+    let mut change = 1;
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        // Each change makes regctl write, which fails on the closed pipe.
+        daemon
+            .put("/provider", &registers(&[("n", &change.to_string())]))
+            .assert(204, "");
+        change += 1;
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "regctl kept running");
+        thread::sleep(Duration::from_millis(5)); // sleep-ok: polling a deadline
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "stderr {stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn provide_and_watch_keep_working_across_a_regd_restart() {
+    let first = Daemon::start(&[]);
+    let address = first.address.to_string();
+    let url = first.url();
+    let provider = Running::start(&url, &["provide", "kept", "1", "--ttl", "60s"]);
+    wait_for(&first, "kept", Some("1"));
+    let watcher = Running::start(&url, &["watch", "kept"]);
+    assert_eq!(watcher.next_line(), "kept=1");
+
+    drop(first);
+    wait_until("the watcher notices", || {
+        watcher.stderr().contains("retrying")
+    });
+    let second = Daemon::start(&["--addr", &address]);
+    // The provider publishes again as soon as regd is back, not at its next refresh
+    // (30 s away, longer than any wait in a test).
+    wait_for(&second, "kept", Some("1"));
+    assert_eq!(succeeds(&second, &["set", "kept", "2"]), "");
+    assert_eq!(provider.next_line(), r#"{"name":"kept","value":2}"#);
+    // The watcher may first see the register vanish and come back; it ends at 2.
+    let mut line = watcher.next_line();
+    while line != "kept=2" {
+        assert!(
+            ["kept=1", "kept (removed)"].contains(&line.as_str()),
+            "{line}"
+        );
+        line = watcher.next_line();
+    }
+}
