@@ -408,3 +408,31 @@ fn man_page_documents_every_setting() {
         );
     }
 }
+
+#[test]
+fn regctl_man_page_documents_every_command() {
+    let help = Command::new(env!("CARGO_BIN_EXE_regctl"))
+        .arg("--help")
+        .output()
+        .expect("run regctl");
+    let help = String::from_utf8(help.stdout).unwrap();
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/man/regctl.1"
+    ))
+    .unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("commands:"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(commands.len() >= 6, "{commands:?}");
+    for command in commands {
+        assert!(
+            page.contains(&format!(".B {command}")),
+            "regctl.1 lacks the command {command}"
+        );
+    }
+}
