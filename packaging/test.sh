@@ -75,12 +75,12 @@ check_target() {
         [ "$(run "$regctl" --version)" = "regctl $version" ] || fail "regctl --version"
         export REGISTRY=$address
         # provide keeps a register alive and applies change requests until stdin ends.
-        mkfifo "$work/provide-in"
+        rm -f "$work/provide-in" && mkfifo "$work/provide-in"
         run "$regctl" provide lamp false --ttl 2s <"$work/provide-in" >"$work/provide-out" 2>&1 &
         local provider=$!
         exec 9>"$work/provide-in"
         wait_for 30 '[ "$(run "$regctl" get lamp 2>/dev/null)" = false ]'
-        run "$regctl" watch lamp >"$work/watch" 2>&1 &
+        run "$regctl" watch lamp >"$work/watch" 2>&1 9>&- &
         local watcher=$!
         run "$regctl" set lamp true --timeout 20s
         [ "$(run "$regctl" get lamp)" = true ] || fail "regctl set"
