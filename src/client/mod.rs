@@ -3,7 +3,9 @@
 //! This module owns every use of ureq; JSON shapes come from [`crate::protocol::client`].
 //! Invariants: every HTTP timeout is longer than the `wait` the request asked the server
 //! for; background threads are named `regd-client-…` and joined when their owner is
-//! closed or dropped; no lock is held across I/O.
+//! closed or dropped; no lock is held across I/O; every request — one-shot or from a
+//! background loop — carries the client's token, and the token never appears in a
+//! message, a log line or `Debug` output.
 //!
 //! # Example
 //!
@@ -65,6 +67,9 @@ pub const DEFAULT_URL: &str = "http://localhost:8080";
 /// The environment variable that names the registry (`http://host:port[/prefix]`).
 pub const ENV_VAR: &str = "REGISTRY";
 
+/// The environment variable that holds the access token (PROTOCOL B5), if regd needs one.
+pub const TOKEN_ENV_VAR: &str = "REGD_TOKEN";
+
 /// How long a background long poll asks the server to hold it.
 const POLL_WAIT: Duration = Duration::from_secs(30);
 
@@ -101,17 +106,32 @@ impl Client {
                 base,
                 agent: new_agent(DEFAULT_TIMEOUT),
                 timeout: DEFAULT_TIMEOUT,
+                token: None,
             },
         })
     }
 
     /// A client for the regd named by the `REGISTRY` environment variable, or
-    /// [`DEFAULT_URL`] when it is unset or empty.
+    /// [`DEFAULT_URL`] when it is unset or empty, with the token in `REGD_TOKEN` when
+    /// that is set and not empty.
     pub fn from_env() -> Result<Client, Error> {
-        match std::env::var(ENV_VAR) {
-            Ok(url) if !url.trim().is_empty() => Client::new(url.trim()),
-            _ => Client::new(DEFAULT_URL),
+        let client = match std::env::var(ENV_VAR) {
+            Ok(url) if !url.trim().is_empty() => Client::new(url.trim())?,
+            _ => Client::new(DEFAULT_URL)?,
+        };
+        match std::env::var(TOKEN_ENV_VAR) {
+            Ok(token) if !token.trim().is_empty() => client.with_token(token.trim()),
+            _ => Ok(client),
         }
+    }
+
+    /// The same client, sending `Authorization: Bearer TOKEN` with every request,
+    /// including those of its consumers and providers (PROTOCOL B5). A token is one word
+    /// of printable ASCII, as in regd's token file; anything else is refused here,
+    /// without repeating the token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Result<Client, Error> {
+        self.http.token = Some(Token::new(token.into())?);
+        Ok(self)
     }
 
     /// The same client with another timeout for plain requests (default 10 s). Long
@@ -245,12 +265,42 @@ struct Answer {
     body: String,
 }
 
+/// An access token. Its `Debug` form hides it, so a client can be debug-printed or
+/// logged safely.
+#[derive(Clone)]
+struct Token(String);
+
+impl Token {
+    fn new(token: String) -> Result<Token, Error> {
+        if token.is_empty() {
+            return Err(Error::Input(
+                "the token is empty; give the token regd's token file holds".to_string(),
+            ));
+        }
+        if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            // The token itself stays out of the message.
+            return Err(Error::Input(format!(
+                "the token ({} characters) must be one word of printable ASCII, such as one made by `openssl rand -hex 24`",
+                token.chars().count()
+            )));
+        }
+        Ok(Token(token))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<hidden>)")
+    }
+}
+
 /// The HTTP side shared by the client and its background threads.
 #[derive(Clone, Debug)]
 pub(crate) struct Http {
     base: String,
     agent: Agent,
     timeout: Duration,
+    token: Option<Token>,
 }
 
 impl Http {
@@ -335,26 +385,37 @@ impl Http {
         let url = format!("{}{path}", self.base);
         let timeout = Some(self.timeout + wait.unwrap_or_default());
         let transport = |error| Error::from_transport(&self.base, error);
+        let authorization = self
+            .token
+            .as_ref()
+            .map(|Token(token)| format!("Bearer {token}"));
         let result = match (method, body) {
-            ("PUT", body) => agent
-                .put(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .header("Content-Type", "application/json")
-                .send(body.unwrap_or_default()),
-            ("DELETE", _) => agent
-                .delete(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
-            _ => agent
-                .get(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
+            ("PUT", body) => {
+                let mut request = agent
+                    .put(&url)
+                    .config()
+                    .timeout_global(timeout)
+                    .build()
+                    .header("Content-Type", "application/json");
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.send(body.unwrap_or_default())
+            }
+            ("DELETE", _) => {
+                let mut request = agent.delete(&url).config().timeout_global(timeout).build();
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = agent.get(&url).config().timeout_global(timeout).build();
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.call()
+            }
         };
         let mut response = result.map_err(transport)?;
         let status = response.status().as_u16();
@@ -372,7 +433,14 @@ impl Http {
                     body.trim().to_string()
                 }
             });
-            return Err(Error::Status { status, message });
+            return Err(match status {
+                401 => Error::Unauthorized {
+                    token_sent: self.token.is_some(),
+                    message,
+                },
+                403 => Error::Forbidden { message },
+                _ => Error::Status { status, message },
+            });
         }
         Ok(Answer { index, body })
     }
