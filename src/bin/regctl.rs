@@ -44,6 +44,20 @@ impl fmt::Display for Error {
                 f,
                 "{error} — is it running? set REGISTRY or --registry to its address"
             ),
+            Error::Client(client::Error::Unauthorized {
+                token_sent: false, ..
+            }) => f.write_str("regd needs a token: set REGD_TOKEN or --token-file"),
+            Error::Client(client::Error::Unauthorized {
+                token_sent: true,
+                message,
+            }) => write!(
+                f,
+                "the token was refused ({message}); check REGD_TOKEN or --token-file"
+            ),
+            Error::Client(client::Error::Forbidden { message }) => write!(
+                f,
+                "the token's role may not do this: {message}; use a consumer token for get, set, list and watch, a provider token for provide and delete, or an admin token"
+            ),
             Error::Client(error) => write!(f, "{error}"),
             Error::ClosedPipe => f.write_str("stdout was closed"),
         }
@@ -88,7 +102,7 @@ fn main() -> ExitCode {
 const HELP: &str = "\
 regctl — read, write and provide registers of a regd
 
-usage: regctl [--registry URL] COMMAND [ARGS]
+usage: regctl [--registry URL] [--token-file PATH] COMMAND [ARGS]
 
 commands:
   provide NAME [VALUE] [METADATA]   publish a register and keep it alive
@@ -99,9 +113,12 @@ commands:
   delete NAME...                    remove registers now
 
 options:
-  --registry URL   regd's address (default: $REGISTRY, else http://localhost:8080)
-  -h, --help       help; `regctl COMMAND --help` for a command
-  -V, --version    print the version
+  --registry URL       regd's address (default: $REGISTRY, else http://localhost:8080)
+  --token-file PATH    read the access token from PATH: its first word, in regd's token
+                       file format, so a file holding one line `TOKEN [ROLE] [LABEL]`
+                       will do; it must not be readable by every user (default: $REGD_TOKEN)
+  -h, --help           help; `regctl COMMAND --help` for a command
+  -V, --version        print the version
 
 Values and metadata are JSON: 42, true, null, '\"text\"', '{\"unit\": \"°C\"}'.
 Durations are written like 500ms, 5s, 1m.
@@ -184,6 +201,9 @@ Removes registers now; their consumers see them go at once.
 fn run() -> Result<ExitCode, Error> {
     let mut args = pico_args::Arguments::from_env();
     let registry: Option<String> = args.opt_value_from_str("--registry").map_err(usage_error)?;
+    let token_file: Option<String> = args
+        .opt_value_from_str("--token-file")
+        .map_err(usage_error)?;
     let command = match args.subcommand().map_err(usage_error)? {
         Some(command) => command,
         None if args.contains(["-h", "--help"]) => return print_help(HELP),
@@ -219,7 +239,22 @@ fn run() -> Result<ExitCode, Error> {
         .or_else(|| std::env::var(client::ENV_VAR).ok())
         .filter(|url| !url.trim().is_empty())
         .unwrap_or_else(|| client::DEFAULT_URL.to_string());
-    let connect = || Client::new(url.trim()).map_err(|error| Error::Usage(error.to_string()));
+    let token = match token_file.filter(|path| !path.is_empty()) {
+        Some(path) => Some(read_token_file(&path)?),
+        None => std::env::var(client::TOKEN_ENV_VAR)
+            .ok()
+            .map(|token| token.trim().to_string())
+            .filter(|token| !token.is_empty()),
+    };
+    let connect = || {
+        let client = Client::new(url.trim()).map_err(|error| Error::Usage(error.to_string()))?;
+        match &token {
+            Some(token) => client
+                .with_token(token.as_str())
+                .map_err(|error| Error::Usage(error.to_string())),
+            None => Ok(client),
+        }
+    };
     match command.as_str() {
         "provide" => provide(args, connect()?),
         "get" => get(args, connect()?),
@@ -228,6 +263,32 @@ fn run() -> Result<ExitCode, Error> {
         "watch" => watch(args, connect()?),
         _ => delete(args, connect()?),
     }
+}
+
+/// The token in a token file: the first word of its first line that is neither empty
+/// nor a comment — regd's own format (`TOKEN ROLE [LABEL]`), so an operator can hand
+/// out a one-line copy. Like regd, refuses a file every user can read.
+fn read_token_file(path: &str) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| Error::Failed(format!("cannot read token file {path}: {error}")))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(Error::Failed(format!(
+            "token file {path} is readable by every user (mode {mode:o}); run `chmod 600 {path}` and try again"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Error::Failed(format!("cannot read token file {path}: {error}")))?;
+    text.lines()
+        .filter_map(|line| line.split('#').next()?.split_whitespace().next())
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "token file {path} holds no token; put the token on a line of its own"
+            ))
+        })
 }
 
 fn print_help(text: &str) -> Result<ExitCode, Error> {
@@ -478,6 +539,8 @@ fn serve(
                         }
                     }
                 }
+                // Retrying with the same token cannot help.
+                Ok(ProviderEvent::Failed(error)) if error.is_access_denied() => return Err(error.into()),
                 Ok(ProviderEvent::Failed(error)) => eprintln!("regctl: {error}; retrying"),
                 Ok(ProviderEvent::Recovered) => eprintln!("regctl: regd answers again"),
                 Err(_) => return Err(Error::Client(client::Error::Closed)),
@@ -694,6 +757,8 @@ fn watch(mut args: pico_args::Arguments, client: Client) -> Result<ExitCode, Err
                         emit(&format!("{name} (removed)"))?;
                     }
                 }
+                // Retrying with the same token cannot help.
+                Ok(Update::Failed(error)) if error.is_access_denied() => return Err(error.into()),
                 Ok(Update::Failed(error)) => eprintln!("regctl: {error}; retrying"),
                 Ok(Update::Recovered) => eprintln!("regctl: regd answers again"),
                 Err(_) => return Err(Error::Client(client::Error::Closed)),

@@ -16,7 +16,8 @@ fn command(registry: &str, args: &[&str]) -> Command {
     command
         .args(["--registry", registry])
         .args(args)
-        .env_remove("REGISTRY");
+        .env_remove("REGISTRY")
+        .env_remove("REGD_TOKEN");
     command
 }
 
@@ -79,7 +80,11 @@ struct Running {
 
 impl Running {
     fn start(registry: &str, args: &[&str]) -> Running {
-        let mut child = command(registry, args)
+        Self::spawn(command(registry, args))
+    }
+
+    fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -670,4 +675,189 @@ fn provide_and_watch_keep_working_across_a_regd_restart() {
         );
         line = watcher.next_line();
     }
+}
+
+/// Runs regctl against `daemon` with `REGD_TOKEN` set to `token` (unset when empty).
+fn run_with_token(daemon: &Daemon, token: &str, args: &[&str]) -> Output {
+    let mut command = command(&daemon.url(), args);
+    if !token.is_empty() {
+        command.env("REGD_TOKEN", token);
+    }
+    command.stdin(Stdio::null()).output().expect("run regctl")
+}
+
+/// A register's value as an admin reads it from a regd with tokens.
+fn value_with_token(daemon: &Daemon, name: &str) -> Option<String> {
+    let reply = daemon.with_auth(
+        "GET",
+        &format!("/consumer?name={}", encode(name)),
+        "",
+        &format!("Bearer {ADMIN}"),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let value = &reply.json()["registers"][name]["value"];
+    (!reply.json()["registers"][name].is_null()).then(|| value.to_string())
+}
+
+#[track_caller]
+fn never_shows_a_token(output: &str) {
+    for token in [PROVIDER, CONSUMER, ADMIN, "wrong-0123456789abcdef"] {
+        assert!(!output.contains(token), "a token was printed: {output}");
+    }
+}
+
+#[test]
+fn every_command_sends_the_token_of_its_role() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    // One-line files, as an operator hands them out; the first is regd's own format.
+    let provider_file = TokenFile::with_text(&format!("{PROVIDER} provider sensors\n"), 0o600);
+    let consumer_file = TokenFile::with_text(&format!("# dashboard\n\n  {CONSUMER}\n"), 0o640);
+
+    let mut provide = Running::start(
+        &daemon.url(),
+        &[
+            "--token-file",
+            provider_file.path(),
+            "provide",
+            "lamp",
+            "false",
+        ],
+    );
+    wait_until("lamp published", || {
+        value_with_token(&daemon, "lamp").as_deref() == Some("false")
+    });
+    let mut watch = Running::spawn({
+        let mut command = command(&daemon.url(), &["watch", "lamp"]);
+        command.env("REGD_TOKEN", CONSUMER);
+        command
+    });
+    assert_eq!(watch.next_line(), "lamp=false");
+
+    let get = run_with_token(&daemon, CONSUMER, &["get", "lamp"]);
+    assert_eq!(String::from_utf8_lossy(&get.stdout), "false\n", "{get:?}");
+    let listed = command(
+        &daemon.url(),
+        &["--token-file", consumer_file.path(), "list"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "lamp=false\n",
+        "{listed:?}"
+    );
+
+    // set: a change request through /consumer, applied by the provider.
+    let set = run_with_token(&daemon, CONSUMER, &["set", "lamp", "true"]);
+    assert!(set.status.success(), "{set:?}");
+    assert_eq!(provide.next_line(), r#"{"name":"lamp","value":true}"#);
+    assert_eq!(watch.next_line(), "lamp=true");
+    provide.write_line("1");
+    assert_eq!(watch.next_line(), "lamp=1");
+
+    // --token-file wins over REGD_TOKEN.
+    let mut flagged = command(
+        &daemon.url(),
+        &["--token-file", consumer_file.path(), "get", "lamp"],
+    );
+    let flagged = flagged
+        .env("REGD_TOKEN", "wrong-0123456789abcdef")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&flagged.stdout),
+        "1\n",
+        "{flagged:?}"
+    );
+
+    // An admin token may do both; delete needs /provider.
+    let deleted = run_with_token(&daemon, ADMIN, &["delete", "lamp"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert_eq!(watch.next_line(), "lamp (removed)");
+
+    provide.close_stdin();
+    assert!(provide.wait_exit().success(), "{}", provide.stderr());
+    watch.signal("INT");
+    assert!(watch.wait_exit().success());
+    for output in [&get, &listed, &set, &flagged, &deleted] {
+        never_shows_a_token(&String::from_utf8_lossy(&output.stderr));
+    }
+    never_shows_a_token(&provide.stderr());
+    never_shows_a_token(&watch.stderr());
+}
+
+#[test]
+fn a_missing_wrong_or_unfit_token_is_explained() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let mut stderr = String::new();
+    let mut check = |output: Output, mentions: &[&str]| {
+        fails(&output, 1, mentions);
+        assert!(output.stdout.is_empty());
+        stderr.push_str(&String::from_utf8_lossy(&output.stderr));
+    };
+
+    check(
+        run_with_token(&daemon, "", &["get", "x"]),
+        &["regctl: regd needs a token: set REGD_TOKEN or --token-file\n"],
+    );
+    check(
+        run_with_token(&daemon, "", &["watch"]),
+        &["regd needs a token: set REGD_TOKEN or --token-file"],
+    );
+    check(
+        run_with_token(&daemon, "wrong-0123456789abcdef", &["list"]),
+        &["the token was refused", "check REGD_TOKEN or --token-file"],
+    );
+    // The wrong role: regd's own message names the role and the resource.
+    check(
+        run_with_token(&daemon, CONSUMER, &["provide", "x", "1"]),
+        &[
+            "may not do this",
+            "consumer token (dashboard) may not use /provider",
+        ],
+    );
+    check(
+        run_with_token(&daemon, CONSUMER, &["delete", "x"]),
+        &["consumer token (dashboard) may not use /provider"],
+    );
+    check(
+        run_with_token(&daemon, PROVIDER, &["watch", "x"]),
+        &["provider token (sensors) may not use /consumer"],
+    );
+    check(
+        run_with_token(&daemon, PROVIDER, &["set", "x", "1"]),
+        &["provider token (sensors) may not use /consumer"],
+    );
+
+    // Token files: refused when every user may read them, or when they hold no token.
+    let open = TokenFile::with_text(&format!("{ADMIN}\n"), 0o644);
+    check(
+        command(&daemon.url(), &["--token-file", open.path(), "list"])
+            .output()
+            .unwrap(),
+        &[
+            "readable by every user",
+            &format!("chmod 600 {}", open.path()),
+        ],
+    );
+    let empty = TokenFile::with_text("# nothing yet\n\n", 0o600);
+    check(
+        command(&daemon.url(), &["--token-file", empty.path(), "list"])
+            .output()
+            .unwrap(),
+        &["holds no token"],
+    );
+    check(
+        command(
+            &daemon.url(),
+            &["--token-file", "/nonexistent/token", "list"],
+        )
+        .output()
+        .unwrap(),
+        &["cannot read token file /nonexistent/token"],
+    );
+    never_shows_a_token(&stderr);
+    assert!(!daemon.stderr().contains(ADMIN));
 }
