@@ -43,6 +43,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 mod consumer;
 mod error;
 mod provider;
@@ -189,6 +190,57 @@ impl Client {
         self.http
             .send(&self.http.agent, "PUT", "/consumer", Some(body), None)?;
         Ok(())
+    }
+
+    /// Publishes registers once, in one `PUT /provider` (PROTOCOL A7): `(name, value,
+    /// metadata, ttl)`. Nothing refreshes them; for registers that must stay alive, use a
+    /// [`Provider`].
+    pub fn publish(
+        &self,
+        registers: &[(&str, &Json, Option<&Json>, Duration)],
+    ) -> Result<(), Error> {
+        let entries: Vec<wire::PublishEntry<'_>> = registers
+            .iter()
+            .map(|(name, value, metadata, ttl)| wire::PublishEntry {
+                name,
+                value,
+                metadata: *metadata,
+                ttl: Some(*ttl),
+            })
+            .collect();
+        self.http.publish(&self.http.agent, &entries)
+    }
+
+    /// One `GET /provider`: takes the pending change requests for `names` (PROTOCOL
+    /// A5); with a `wait`, the server holds the answer until one arrives or the wait
+    /// passes. Taken requests are gone from regd. For a loop that serves requests, use a
+    /// [`Provider`].
+    pub fn take_requests<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        wait: Option<Duration>,
+    ) -> Result<Vec<(String, Json)>, Error> {
+        if names.is_empty() {
+            return Err(Error::Input(
+                "take_requests needs at least one register name".to_string(),
+            ));
+        }
+        if wait.is_some() {
+            return self.http.take_requests(&self.http.agent, names, wait);
+        }
+        let mut requests = Vec::new();
+        for chunk in names.chunks(NAMES_PER_QUERY) {
+            requests.append(&mut self.http.take_requests(&self.http.agent, chunk, None)?);
+        }
+        Ok(requests)
+    }
+
+    /// The same client (address, token, timeout) with a connection pool of its own, for
+    /// a thread whose requests must not wait for another thread's connection.
+    pub fn with_own_connection(&self) -> Client {
+        let mut http = self.http.clone();
+        http.agent = http.new_agent();
+        Client { http }
     }
 
     /// Removes registers now (PROTOCOL B2); their consumers see them go at once.
