@@ -202,7 +202,7 @@ fn help_version_and_usage_errors() {
     );
     assert!(succeeds(&daemon, &["--help"]).contains("commands:"));
     assert!(succeeds(&daemon, &["-h"]).contains("usage: regctl"));
-    for command in ["provide", "get", "set", "list", "watch", "delete"] {
+    for command in ["provide", "get", "set", "list", "watch", "delete", "bench"] {
         for flag in ["--help", "-h"] {
             let help = succeeds(&daemon, &[command, flag]);
             assert!(
@@ -860,4 +860,119 @@ fn a_missing_wrong_or_unfit_token_is_explained() {
     );
     never_shows_a_token(&stderr);
     assert!(!daemon.stderr().contains(ADMIN));
+}
+
+/// A latency as the bench table prints it (`191µs`, `4.07ms`, `1.20s`), in µs.
+fn table_latency(text: &str) -> f64 {
+    let (number, scale) = if let Some(number) = text.strip_suffix("µs") {
+        (number, 1.0)
+    } else if let Some(number) = text.strip_suffix("ms") {
+        (number, 1e3)
+    } else {
+        (text.strip_suffix('s').expect("a unit"), 1e6)
+    };
+    number.parse::<f64>().expect("a number") * scale
+}
+
+#[test]
+fn bench_measures_every_phase_and_removes_its_registers() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let admin = format!("Bearer {ADMIN}");
+    daemon
+        .with_auth("PUT", "/provider", &registers(&[("other", "1")]), &admin)
+        .assert(204, "");
+    let args = [
+        "bench",
+        "--duration",
+        "200ms",
+        "--connections",
+        "2",
+        "--registers",
+        "3",
+    ];
+    let output = run_with_token(&daemon, ADMIN, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["phase", "requests", "req/s", "p50", "p99", "max"]);
+    let labels = [
+        "PUT /provider",
+        "GET /consumer",
+        "change request: PUT /consumer → waiting GET /provider",
+        "wake: PUT /provider → waiting GET /consumer",
+    ];
+    for (line, label) in lines[1..].iter().zip(labels) {
+        assert!(line.starts_with(label), "{table}");
+        // Aligned: every row as wide as the header.
+        assert_eq!(line.chars().count(), lines[0].chars().count(), "{table}");
+        let numbers: Vec<&str> = line[label.len()..].split_whitespace().collect();
+        let [count, rate, p50, p99, max] = numbers[..] else {
+            panic!("five numbers expected: {line}");
+        };
+        assert!(count.parse::<u64>().unwrap() > 0, "{line}");
+        assert!(rate.parse::<f64>().unwrap() > 0.0, "{line}");
+        let (p50, p99, max) = (table_latency(p50), table_latency(p99), table_latency(max));
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{line}");
+        assert!(max < 10e6, "{line}");
+    }
+
+    // Nothing of the bench is left: no register, no pending change request.
+    let left = daemon.with_auth("GET", "/consumer", "", &admin);
+    left.assert(200, r#"{"registers":{"other":{"value":1}}}"#);
+    daemon
+        .with_auth("GET", "/provider", "", &admin)
+        .assert(200, r#"{"registers":{}}"#);
+
+    let output = run_with_token(&daemon, ADMIN, &[&args[..], &["--json"]].concat());
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["connections"], 2);
+    assert_eq!(report["registers"], 3);
+    assert_eq!(report["duration_ms"], 200);
+    let phases = report["phases"].as_array().expect("phases");
+    let keys: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["publish", "read", "change_request", "wake"]);
+    for phase in phases {
+        assert!(phase["requests"].as_u64().unwrap() > 0, "{phase}");
+        assert!(phase["per_second"].as_f64().unwrap() > 0.0, "{phase}");
+        let [p50, p99, max] =
+            ["p50_us", "p99_us", "max_us"].map(|key| phase[key].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{phase}");
+    }
+    left.assert(200, r#"{"registers":{"other":{"value":1}}}"#);
+    daemon
+        .with_auth("GET", "/consumer", "", &admin)
+        .assert(200, r#"{"registers":{"other":{"value":1}}}"#);
+
+    // A consumer token may not publish; bad settings are usage errors.
+    let refused = run_with_token(&daemon, CONSUMER, &args);
+    fails(
+        &refused,
+        1,
+        &["consumer token (dashboard) may not use /provider"],
+    );
+    assert!(refused.stdout.is_empty());
+    for (bad, mention) in [
+        (
+            &["bench", "--connections", "0"][..],
+            "--connections: expected a whole number from 1 to 256",
+        ),
+        (
+            &["bench", "--registers", "many"],
+            "--registers: expected a whole number",
+        ),
+        (&["bench", "--duration", "soon"], "--duration"),
+        (&["bench", "extra"], "bench takes only options"),
+    ] {
+        fails(&run_with_token(&daemon, ADMIN, bad), 2, &[mention]);
+    }
+    never_shows_a_token(&stderr);
+    never_shows_a_token(&String::from_utf8_lossy(&refused.stderr));
 }
