@@ -1,5 +1,5 @@
 //! `regctl`, the command line for regd: provide, get, set, list, watch and delete
-//! registers. It owns argument parsing and output formatting; the talking is done by
+//! registers, and measure a regd (bench). It owns argument parsing and output formatting; the talking is done by
 //! `regd::client` and every JSON shape comes from `regd::protocol::client`. Exit 0 on
 //! success, 1 on failure or a register not found, 2 on a usage error. stdout carries
 //! data only; a closed pipe ends the program quietly.
@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
+use regd::client::bench::{self as benchmark, Bench, Measurement};
 use regd::client::{self, Client, Json, ProviderEvent, Register, Update};
 use regd::protocol::client as wire;
 use regd::protocol::{duration, json_string};
@@ -43,6 +44,20 @@ impl fmt::Display for Error {
             Error::Client(error @ client::Error::Connect { .. }) => write!(
                 f,
                 "{error} — is it running? set REGISTRY or --registry to its address"
+            ),
+            Error::Client(client::Error::Unauthorized {
+                token_sent: false, ..
+            }) => f.write_str("regd needs a token: set REGD_TOKEN or --token-file"),
+            Error::Client(client::Error::Unauthorized {
+                token_sent: true,
+                message,
+            }) => write!(
+                f,
+                "the token was refused ({message}); check REGD_TOKEN or --token-file"
+            ),
+            Error::Client(client::Error::Forbidden { message }) => write!(
+                f,
+                "the token's role may not do this: {message}; use a consumer token for get, set, list and watch, a provider token for provide and delete, or an admin token"
             ),
             Error::Client(error) => write!(f, "{error}"),
             Error::ClosedPipe => f.write_str("stdout was closed"),
@@ -88,7 +103,7 @@ fn main() -> ExitCode {
 const HELP: &str = "\
 regctl — read, write and provide registers of a regd
 
-usage: regctl [--registry URL] COMMAND [ARGS]
+usage: regctl [--registry URL] [--token-file PATH] COMMAND [ARGS]
 
 commands:
   provide NAME [VALUE] [METADATA]   publish a register and keep it alive
@@ -97,11 +112,15 @@ commands:
   list                              print every register
   watch [NAME...]                   print every change as it happens
   delete NAME...                    remove registers now
+  bench                             measure this regd's request rates and latencies
 
 options:
-  --registry URL   regd's address (default: $REGISTRY, else http://localhost:8080)
-  -h, --help       help; `regctl COMMAND --help` for a command
-  -V, --version    print the version
+  --registry URL       regd's address (default: $REGISTRY, else http://localhost:8080)
+  --token-file PATH    read the access token from PATH: its first word, in regd's token
+                       file format, so a file holding one line `TOKEN [ROLE] [LABEL]`
+                       will do; it must not be readable by every user (default: $REGD_TOKEN)
+  -h, --help           help; `regctl COMMAND --help` for a command
+  -V, --version        print the version
 
 Values and metadata are JSON: 42, true, null, '\"text\"', '{\"unit\": \"°C\"}'.
 Durations are written like 500ms, 5s, 1m.
@@ -175,6 +194,31 @@ options:
   --json   print {\"name\": N, \"value\": V, \"metadata\": M} and {\"name\": N, \"removed\": true}
 ";
 
+const BENCH_HELP: &str = "\
+usage: regctl bench [--connections 4] [--duration 5s] [--registers 10] [--json]
+
+Measures the regd at --registry (or $REGISTRY), with the token if one is given (it
+needs an admin token, as it uses both resources). Four phases run one after another,
+each for --duration:
+
+  PUT /provider      publishes registers, each request a new value
+  GET /consumer      reads one register per request
+  change request     PUT /consumer -> a waiting GET /provider answered
+  wake               PUT /provider -> a waiting GET /consumer answered
+
+and prints requests (or round trips) per second and latency percentiles (p50, p99,
+max) as a table. The two waiting phases use half the connections as waiters and half
+as senders. The registers are named regctl-bench.PID.N and removed at the end, also
+on Ctrl-C. Mind that regctl runs on the machine it measures when given a local
+address: on a small board it takes CPU from regd.
+
+options:
+  --connections N    concurrent connections (default 4, at most 256)
+  --duration D       how long each phase runs (default 5s)
+  --registers N      registers the requests spread over (default 10, at most 10000)
+  --json             print one JSON object instead of the table
+";
+
 const DELETE_HELP: &str = "\
 usage: regctl delete NAME...
 
@@ -184,6 +228,9 @@ Removes registers now; their consumers see them go at once.
 fn run() -> Result<ExitCode, Error> {
     let mut args = pico_args::Arguments::from_env();
     let registry: Option<String> = args.opt_value_from_str("--registry").map_err(usage_error)?;
+    let token_file: Option<String> = args
+        .opt_value_from_str("--token-file")
+        .map_err(usage_error)?;
     let command = match args.subcommand().map_err(usage_error)? {
         Some(command) => command,
         None if args.contains(["-h", "--help"]) => return print_help(HELP),
@@ -193,7 +240,7 @@ fn run() -> Result<ExitCode, Error> {
         }
         None => {
             return Err(Error::Usage(
-                "a command is needed: provide, get, set, list, watch or delete; see regctl --help"
+                "a command is needed: provide, get, set, list, watch, delete or bench; see regctl --help"
                     .to_string(),
             ));
         }
@@ -205,9 +252,10 @@ fn run() -> Result<ExitCode, Error> {
         "list" => LIST_HELP,
         "watch" => WATCH_HELP,
         "delete" => DELETE_HELP,
+        "bench" => BENCH_HELP,
         other => {
             return Err(Error::Usage(format!(
-                "unknown command {other:?}; the commands are provide, get, set, list, watch and delete"
+                "unknown command {other:?}; the commands are provide, get, set, list, watch, delete and bench"
             )));
         }
     };
@@ -219,15 +267,57 @@ fn run() -> Result<ExitCode, Error> {
         .or_else(|| std::env::var(client::ENV_VAR).ok())
         .filter(|url| !url.trim().is_empty())
         .unwrap_or_else(|| client::DEFAULT_URL.to_string());
-    let connect = || Client::new(url.trim()).map_err(|error| Error::Usage(error.to_string()));
+    let token = match token_file.filter(|path| !path.is_empty()) {
+        Some(path) => Some(read_token_file(&path)?),
+        None => std::env::var(client::TOKEN_ENV_VAR)
+            .ok()
+            .map(|token| token.trim().to_string())
+            .filter(|token| !token.is_empty()),
+    };
+    let connect = || {
+        let client = Client::new(url.trim()).map_err(|error| Error::Usage(error.to_string()))?;
+        match &token {
+            Some(token) => client
+                .with_token(token.as_str())
+                .map_err(|error| Error::Usage(error.to_string())),
+            None => Ok(client),
+        }
+    };
     match command.as_str() {
         "provide" => provide(args, connect()?),
         "get" => get(args, connect()?),
         "set" => set(args, connect()?),
         "list" => list(args, connect()?),
         "watch" => watch(args, connect()?),
+        "bench" => bench(args, connect()?),
         _ => delete(args, connect()?),
     }
+}
+
+/// The token in a token file: the first word of its first line that is neither empty
+/// nor a comment — regd's own format (`TOKEN ROLE [LABEL]`), so an operator can hand
+/// out a one-line copy. Like regd, refuses a file every user can read.
+fn read_token_file(path: &str) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| Error::Failed(format!("cannot read token file {path}: {error}")))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(Error::Failed(format!(
+            "token file {path} is readable by every user (mode {mode:o}); run `chmod 600 {path}` and try again"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Error::Failed(format!("cannot read token file {path}: {error}")))?;
+    text.lines()
+        .filter_map(|line| line.split('#').next()?.split_whitespace().next())
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "token file {path} holds no token; put the token on a line of its own"
+            ))
+        })
 }
 
 fn print_help(text: &str) -> Result<ExitCode, Error> {
@@ -478,6 +568,8 @@ fn serve(
                         }
                     }
                 }
+                // Retrying with the same token cannot help.
+                Ok(ProviderEvent::Failed(error)) if error.is_access_denied() => return Err(error.into()),
                 Ok(ProviderEvent::Failed(error)) => eprintln!("regctl: {error}; retrying"),
                 Ok(ProviderEvent::Recovered) => eprintln!("regctl: regd answers again"),
                 Err(_) => return Err(Error::Client(client::Error::Closed)),
@@ -694,6 +786,8 @@ fn watch(mut args: pico_args::Arguments, client: Client) -> Result<ExitCode, Err
                         emit(&format!("{name} (removed)"))?;
                     }
                 }
+                // Retrying with the same token cannot help.
+                Ok(Update::Failed(error)) if error.is_access_denied() => return Err(error.into()),
                 Ok(Update::Failed(error)) => eprintln!("regctl: {error}; retrying"),
                 Ok(Update::Recovered) => eprintln!("regctl: regd answers again"),
                 Err(_) => return Err(Error::Client(client::Error::Closed)),
@@ -711,4 +805,162 @@ fn delete(args: pico_args::Arguments, client: Client) -> Result<ExitCode, Error>
     }
     client.delete(&names)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench(mut args: pico_args::Arguments, client: Client) -> Result<ExitCode, Error> {
+    let connections = count_option(&mut args, "--connections", 4, benchmark::MAX_CONNECTIONS)?;
+    let registers = count_option(&mut args, "--registers", 10, benchmark::MAX_REGISTERS)?;
+    let duration = duration_option(&mut args, "--duration")?.unwrap_or(Duration::from_secs(5));
+    let json = args.contains("--json");
+    if let Some(extra) = free_arguments(args, "bench")?.first() {
+        return Err(Error::Usage(format!(
+            "unexpected argument {extra:?}; bench takes only options, see regctl bench --help"
+        )));
+    }
+    let prefix = format!("regctl-bench.{}.", std::process::id());
+    let settings = benchmark::Settings::new(&prefix, connections, duration, registers);
+    let bench = Bench::new(&client, settings).map_err(|error| Error::Usage(error.to_string()))?;
+    eprintln!(
+        "regctl: measuring {} for about {}: {} phases of {}, {connections} connections, {registers} registers",
+        client.url(),
+        humantime::format_duration(duration * benchmark::Phase::ALL.len() as u32),
+        benchmark::Phase::ALL.len(),
+        humantime::format_duration(duration),
+    );
+    let interrupts = Interrupts::start()?;
+    let stopper = bench.stopper();
+    let (done, finished) = crossbeam_channel::bounded(1);
+    let report = thread::scope(|scope| {
+        let runner = thread::Builder::new()
+            .name("regctl-bench".to_string())
+            .spawn_scoped(scope, || {
+                let report = bench.run();
+                let _ = done.send(());
+                report
+            })
+            .map_err(|error| Error::Failed(format!("cannot start a thread: {error}")))?;
+        select! {
+            recv(finished) -> _ => {}
+            // The bench ends its phase at once and removes its registers.
+            recv(interrupts.received) -> _ => stopper.stop(),
+        }
+        runner
+            .join()
+            .map_err(|_| Error::Failed("the bench failed unexpectedly".to_string()))
+    })?;
+    drop(interrupts);
+    let report = report?;
+    let settings = [
+        ("registry", json_string(client.url())),
+        ("connections", connections.to_string()),
+        ("registers", registers.to_string()),
+        ("duration_ms", duration.as_millis().to_string()),
+    ];
+    if json {
+        emit(&bench_json(&settings, &report.measurements))?;
+    } else {
+        emit(&bench_table(&report.measurements))?;
+    }
+    if report.stopped {
+        return Err(Error::Failed(
+            "bench interrupted; only the phases that finished are shown, and its registers were removed"
+                .to_string(),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A whole number option between 1 and `max`.
+fn count_option(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    default: usize,
+    max: usize,
+) -> Result<usize, Error> {
+    let text: Option<String> = args.opt_value_from_str(flag).map_err(usage_error)?;
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|count| (1..=max).contains(count))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{flag}: expected a whole number from 1 to {max}, got {text:?}"
+            ))
+        })
+}
+
+/// The measurements as an aligned table (without a trailing newline).
+fn bench_table(measurements: &[Measurement]) -> String {
+    let header = ["phase", "requests", "req/s", "p50", "p99", "max"];
+    let mut rows: Vec<[String; 6]> = vec![header.map(str::to_string)];
+    for row in measurements {
+        rows.push([
+            row.phase.label().to_string(),
+            row.count.to_string(),
+            format!("{:.0}", row.per_second()),
+            latency(row.p50),
+            latency(row.p99),
+            latency(row.max),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut line = format!("{:<width$}", row[0], width = widths[0]);
+            for (cell, width) in row.iter().zip(&widths).skip(1) {
+                line.push_str(&format!("  {cell:>width$}"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A latency for people: whole microseconds below a millisecond, else two decimals.
+fn latency(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1_000.0 {
+        format!("{micros:.0}µs")
+    } else if micros < 1_000_000.0 {
+        format!("{:.2}ms", micros / 1e3)
+    } else {
+        format!("{:.2}s", micros / 1e6)
+    }
+}
+
+/// The measurements as one JSON object: the settings, then one entry per phase with
+/// latencies in microseconds.
+fn bench_json(settings: &[(&str, String)], measurements: &[Measurement]) -> String {
+    let micros = |duration: Duration| wire::number(duration.as_secs_f64() * 1e6, 1);
+    let phases: Vec<String> = measurements
+        .iter()
+        .map(|row| {
+            let members = [
+                ("phase", json_string(row.phase.key())),
+                ("label", json_string(row.phase.label())),
+                ("requests", row.count.to_string()),
+                ("per_second", wire::number(row.per_second(), 1)),
+                ("p50_us", micros(row.p50)),
+                ("p99_us", micros(row.p99)),
+                ("max_us", micros(row.max)),
+            ];
+            wire::object(members.iter().map(|(key, value)| (*key, value.as_str())))
+        })
+        .collect();
+    let phases = wire::array(phases.iter().map(String::as_str));
+    wire::object(
+        settings
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .chain([("phases", phases.as_str())]),
+    )
 }

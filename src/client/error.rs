@@ -1,6 +1,7 @@
 //! The client's one error type. Invariant: every failure of the client is one of these
 //! variants, and the variant says whose fault it was: the network (`Connect`), regd
-//! (`Status`, `Protocol`), or the caller (`Input`, `Url`, `Closed`).
+//! (`Status`, `Protocol`), the caller's credentials (`Unauthorized`, `Forbidden`), or the
+//! caller (`Input`, `Url`, `Closed`). No variant ever holds the access token.
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,18 @@ pub enum Error {
         /// The server's explanation.
         message: String,
     },
+    /// regd needs a token (401): none was sent, or the one sent is not valid.
+    Unauthorized {
+        /// Whether the request carried a token (so it was refused rather than missing).
+        token_sent: bool,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The token is valid but its role may not use this resource (403).
+    Forbidden {
+        /// The server's explanation, naming the role and the resource.
+        message: String,
+    },
     /// regd's answer did not have the protocol's shape.
     Protocol(String),
     /// The caller's input was refused before anything was sent.
@@ -50,8 +63,16 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Status { status, .. } => Some(*status),
+            Error::Unauthorized { .. } => Some(401),
+            Error::Forbidden { .. } => Some(403),
             _ => None,
         }
+    }
+
+    /// Whether regd refused the request's credentials (401 or 403): retrying with the
+    /// same token cannot help.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, Error::Unauthorized { .. } | Error::Forbidden { .. })
     }
 
     pub(crate) fn from_transport(url: &str, error: ureq::Error) -> Error {
@@ -96,6 +117,18 @@ impl fmt::Display for Error {
             Error::Url { url, reason } => write!(f, "invalid registry URL {url:?}: {reason}"),
             Error::Connect { url, reason, .. } => write!(f, "cannot reach regd at {url}: {reason}"),
             Error::Status { status, message } => write!(f, "regd answered {status}: {message}"),
+            Error::Unauthorized {
+                token_sent: false, ..
+            } => f.write_str(
+                "regd needs a token: set REGD_TOKEN (or pass one to Client::with_token)",
+            ),
+            Error::Unauthorized {
+                token_sent: true,
+                message,
+            } => write!(f, "the token was refused: {message}"),
+            Error::Forbidden { message } => {
+                write!(f, "the token's role may not do this: {message}")
+            }
             Error::Protocol(message) => f.write_str(message),
             Error::Input(message) => f.write_str(message),
             Error::Closed => f.write_str("the client was closed"),

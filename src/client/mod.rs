@@ -3,7 +3,9 @@
 //! This module owns every use of ureq; JSON shapes come from [`crate::protocol::client`].
 //! Invariants: every HTTP timeout is longer than the `wait` the request asked the server
 //! for; background threads are named `regd-client-…` and joined when their owner is
-//! closed or dropped; no lock is held across I/O.
+//! closed or dropped; no lock is held across I/O; every request — one-shot or from a
+//! background loop — carries the client's token, and the token never appears in a
+//! message, a log line or `Debug` output.
 //!
 //! # Example
 //!
@@ -41,6 +43,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 mod consumer;
 mod error;
 mod provider;
@@ -64,6 +67,9 @@ pub const DEFAULT_URL: &str = "http://localhost:8080";
 
 /// The environment variable that names the registry (`http://host:port[/prefix]`).
 pub const ENV_VAR: &str = "REGISTRY";
+
+/// The environment variable that holds the access token (PROTOCOL B5), if regd needs one.
+pub const TOKEN_ENV_VAR: &str = "REGD_TOKEN";
 
 /// How long a background long poll asks the server to hold it.
 const POLL_WAIT: Duration = Duration::from_secs(30);
@@ -101,17 +107,32 @@ impl Client {
                 base,
                 agent: new_agent(DEFAULT_TIMEOUT),
                 timeout: DEFAULT_TIMEOUT,
+                token: None,
             },
         })
     }
 
     /// A client for the regd named by the `REGISTRY` environment variable, or
-    /// [`DEFAULT_URL`] when it is unset or empty.
+    /// [`DEFAULT_URL`] when it is unset or empty, with the token in `REGD_TOKEN` when
+    /// that is set and not empty.
     pub fn from_env() -> Result<Client, Error> {
-        match std::env::var(ENV_VAR) {
-            Ok(url) if !url.trim().is_empty() => Client::new(url.trim()),
-            _ => Client::new(DEFAULT_URL),
+        let client = match std::env::var(ENV_VAR) {
+            Ok(url) if !url.trim().is_empty() => Client::new(url.trim())?,
+            _ => Client::new(DEFAULT_URL)?,
+        };
+        match std::env::var(TOKEN_ENV_VAR) {
+            Ok(token) if !token.trim().is_empty() => client.with_token(token.trim()),
+            _ => Ok(client),
         }
+    }
+
+    /// The same client, sending `Authorization: Bearer TOKEN` with every request,
+    /// including those of its consumers and providers (PROTOCOL B5). A token is one word
+    /// of printable ASCII, as in regd's token file; anything else is refused here,
+    /// without repeating the token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Result<Client, Error> {
+        self.http.token = Some(Token::new(token.into())?);
+        Ok(self)
     }
 
     /// The same client with another timeout for plain requests (default 10 s). Long
@@ -169,6 +190,57 @@ impl Client {
         self.http
             .send(&self.http.agent, "PUT", "/consumer", Some(body), None)?;
         Ok(())
+    }
+
+    /// Publishes registers once, in one `PUT /provider` (PROTOCOL A7): `(name, value,
+    /// metadata, ttl)`. Nothing refreshes them; for registers that must stay alive, use a
+    /// [`Provider`].
+    pub fn publish(
+        &self,
+        registers: &[(&str, &Json, Option<&Json>, Duration)],
+    ) -> Result<(), Error> {
+        let entries: Vec<wire::PublishEntry<'_>> = registers
+            .iter()
+            .map(|(name, value, metadata, ttl)| wire::PublishEntry {
+                name,
+                value,
+                metadata: *metadata,
+                ttl: Some(*ttl),
+            })
+            .collect();
+        self.http.publish(&self.http.agent, &entries)
+    }
+
+    /// One `GET /provider`: takes the pending change requests for `names` (PROTOCOL
+    /// A5); with a `wait`, the server holds the answer until one arrives or the wait
+    /// passes. Taken requests are gone from regd. For a loop that serves requests, use a
+    /// [`Provider`].
+    pub fn take_requests<S: AsRef<str>>(
+        &self,
+        names: &[S],
+        wait: Option<Duration>,
+    ) -> Result<Vec<(String, Json)>, Error> {
+        if names.is_empty() {
+            return Err(Error::Input(
+                "take_requests needs at least one register name".to_string(),
+            ));
+        }
+        if wait.is_some() {
+            return self.http.take_requests(&self.http.agent, names, wait);
+        }
+        let mut requests = Vec::new();
+        for chunk in names.chunks(NAMES_PER_QUERY) {
+            requests.append(&mut self.http.take_requests(&self.http.agent, chunk, None)?);
+        }
+        Ok(requests)
+    }
+
+    /// The same client (address, token, timeout) with a connection pool of its own, for
+    /// a thread whose requests must not wait for another thread's connection.
+    pub fn with_own_connection(&self) -> Client {
+        let mut http = self.http.clone();
+        http.agent = http.new_agent();
+        Client { http }
     }
 
     /// Removes registers now (PROTOCOL B2); their consumers see them go at once.
@@ -245,12 +317,42 @@ struct Answer {
     body: String,
 }
 
+/// An access token. Its `Debug` form hides it, so a client can be debug-printed or
+/// logged safely.
+#[derive(Clone)]
+struct Token(String);
+
+impl Token {
+    fn new(token: String) -> Result<Token, Error> {
+        if token.is_empty() {
+            return Err(Error::Input(
+                "the token is empty; give the token regd's token file holds".to_string(),
+            ));
+        }
+        if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            // The token itself stays out of the message.
+            return Err(Error::Input(format!(
+                "the token ({} characters) must be one word of printable ASCII, such as one made by `openssl rand -hex 24`",
+                token.chars().count()
+            )));
+        }
+        Ok(Token(token))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<hidden>)")
+    }
+}
+
 /// The HTTP side shared by the client and its background threads.
 #[derive(Clone, Debug)]
 pub(crate) struct Http {
     base: String,
     agent: Agent,
     timeout: Duration,
+    token: Option<Token>,
 }
 
 impl Http {
@@ -335,26 +437,37 @@ impl Http {
         let url = format!("{}{path}", self.base);
         let timeout = Some(self.timeout + wait.unwrap_or_default());
         let transport = |error| Error::from_transport(&self.base, error);
+        let authorization = self
+            .token
+            .as_ref()
+            .map(|Token(token)| format!("Bearer {token}"));
         let result = match (method, body) {
-            ("PUT", body) => agent
-                .put(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .header("Content-Type", "application/json")
-                .send(body.unwrap_or_default()),
-            ("DELETE", _) => agent
-                .delete(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
-            _ => agent
-                .get(&url)
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .call(),
+            ("PUT", body) => {
+                let mut request = agent
+                    .put(&url)
+                    .config()
+                    .timeout_global(timeout)
+                    .build()
+                    .header("Content-Type", "application/json");
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.send(body.unwrap_or_default())
+            }
+            ("DELETE", _) => {
+                let mut request = agent.delete(&url).config().timeout_global(timeout).build();
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = agent.get(&url).config().timeout_global(timeout).build();
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.call()
+            }
         };
         let mut response = result.map_err(transport)?;
         let status = response.status().as_u16();
@@ -372,7 +485,14 @@ impl Http {
                     body.trim().to_string()
                 }
             });
-            return Err(Error::Status { status, message });
+            return Err(match status {
+                401 => Error::Unauthorized {
+                    token_sent: self.token.is_some(),
+                    message,
+                },
+                403 => Error::Forbidden { message },
+                _ => Error::Status { status, message },
+            });
         }
         Ok(Answer { index, body })
     }

@@ -303,6 +303,21 @@ pub fn object<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> Stri
     out
 }
 
+/// A JSON array from items that are already JSON text, in the given order.
+pub fn array<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(","))
+}
+
+/// A JSON number for a measurement: finite numbers as written with `decimals`
+/// decimals, anything else (which JSON cannot hold) as `null`.
+pub fn number(value: f64, decimals: usize) -> String {
+    if value.is_finite() {
+        format!("{value:.decimals$}")
+    } else {
+        "null".to_string()
+    }
+}
+
 /// A register as one JSON object: `{"value": V}` or `{"value": V, "metadata": M}`.
 pub fn encode_register(register: &Register) -> String {
     let mut members = vec![("value", register.value.as_str())];

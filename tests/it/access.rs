@@ -2,68 +2,9 @@
 //! trusted loopback, the token file's checks.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::*;
-
-const PROVIDER: &str = "prov-0123456789abcdef";
-const CONSUMER: &str = "cons-0123456789abcdef";
-const ADMIN: &str = "admin-0123456789abcdef";
-
-/// A token file in a fresh temporary directory, removed on drop.
-struct TokenFile {
-    directory: PathBuf,
-    path: PathBuf,
-}
-
-impl TokenFile {
-    fn new(mode: u32) -> TokenFile {
-        let directory = std::env::temp_dir().join(format!(
-            "regd-tokens-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&directory).unwrap();
-        let path = directory.join("tokens");
-        std::fs::write(
-            &path,
-            format!(
-                "# regd tokens\n{PROVIDER} provider sensors\n{CONSUMER} consumer dashboard\n{ADMIN} admin ops\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        TokenFile { directory, path }
-    }
-
-    fn path(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.directory);
-    }
-}
-
-fn with_token(daemon: &Daemon, method: &str, target: &str, body: &str, auth: &str) -> Reply {
-    let mut connection = daemon.connect();
-    let header = if auth.is_empty() {
-        String::new()
-    } else {
-        format!("Authorization: {auth}\r\n")
-    };
-    connection.send(
-        format!(
-            "{method} {target} HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    connection.read_reply()
-}
 
 fn basic(password: &str) -> String {
     // base64 of "device:" + password, computed with the system's base64 tool.
@@ -84,52 +25,56 @@ fn tokens_and_roles_guard_the_resources() {
     let body = registers(&[("a", "1")]);
     let bearer = |token: &str| format!("Bearer {token}");
 
-    let missing = with_token(&daemon, "GET", "/consumer", "", "");
+    let missing = daemon.with_auth("GET", "/consumer", "", "");
     missing.assert_error(401, "Authorization: Bearer");
     assert_eq!(
         missing.header("WWW-Authenticate"),
         Some(r#"Bearer realm="regd""#)
     );
-    with_token(
-        &daemon,
-        "GET",
-        "/consumer",
-        "",
-        &bearer("wrong-0123456789abcdef"),
-    )
-    .assert_error(401, "not valid");
-    with_token(&daemon, "PUT", "/provider", &body, &bearer(CONSUMER))
+    daemon
+        .with_auth("GET", "/consumer", "", &bearer("wrong-0123456789abcdef"))
+        .assert_error(401, "not valid");
+    daemon
+        .with_auth("PUT", "/provider", &body, &bearer(CONSUMER))
         .assert_error(403, "consumer token (dashboard) may not use /provider");
-    with_token(&daemon, "GET", "/consumer", "", &bearer(PROVIDER))
+    daemon
+        .with_auth("GET", "/consumer", "", &bearer(PROVIDER))
         .assert_error(403, "provider token (sensors) may not use /consumer");
 
-    with_token(&daemon, "PUT", "/provider", &body, &bearer(PROVIDER)).assert(204, "");
-    with_token(&daemon, "GET", "/consumer", "", &bearer(CONSUMER))
+    daemon
+        .with_auth("PUT", "/provider", &body, &bearer(PROVIDER))
+        .assert(204, "");
+    daemon
+        .with_auth("GET", "/consumer", "", &bearer(CONSUMER))
         .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
-    with_token(&daemon, "PUT", "/consumer", &body, &bearer(ADMIN)).assert(202, "");
-    with_token(&daemon, "GET", "/provider", "", &bearer(ADMIN))
+    daemon
+        .with_auth("PUT", "/consumer", &body, &bearer(ADMIN))
+        .assert(202, "");
+    daemon
+        .with_auth("GET", "/provider", "", &bearer(ADMIN))
         .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
-    with_token(&daemon, "DELETE", "/provider?name=a", "", &bearer(CONSUMER))
+    daemon
+        .with_auth("DELETE", "/provider?name=a", "", &bearer(CONSUMER))
         .assert_error(403, "may not use /provider");
-    with_token(&daemon, "DELETE", "/provider?name=a", "", &bearer(PROVIDER)).assert(204, "");
+    daemon
+        .with_auth("DELETE", "/provider?name=a", "", &bearer(PROVIDER))
+        .assert(204, "");
 
     // Clients that can only put credentials in the URL send HTTP Basic.
-    with_token(&daemon, "GET", "/consumer", "", &basic(CONSUMER))
+    daemon
+        .with_auth("GET", "/consumer", "", &basic(CONSUMER))
         .assert(200, r#"{"registers":{}}"#);
-    with_token(
-        &daemon,
-        "GET",
-        "/consumer",
-        "",
-        &basic("nope-0123456789abcdef"),
-    )
-    .assert_error(401, "not valid");
+    daemon
+        .with_auth("GET", "/consumer", "", &basic("nope-0123456789abcdef"))
+        .assert_error(401, "not valid");
 
     // /healthz stays open; /metrics needs a token unless --open-metrics.
     daemon.get("/healthz").assert(200, r#"{"status":"ok"}"#);
     daemon.get("/metrics").assert_error(401, "token");
     assert_eq!(
-        with_token(&daemon, "GET", "/metrics", "", &bearer(CONSUMER)).status,
+        daemon
+            .with_auth("GET", "/metrics", "", &bearer(CONSUMER))
+            .status,
         200
     );
 

@@ -462,3 +462,102 @@ fn provider_and_consumer_survive_a_regd_restart() {
     client.request("survivor", &Json::from(3)).unwrap();
     assert_eq!(next_request(&provider), ("survivor".into(), Json::from(3)));
 }
+
+#[test]
+fn tokens_reach_a_guarded_regd_from_every_part_of_the_client() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let url = daemon.url();
+    let consumer_client = Client::new(&url).unwrap().with_token(CONSUMER).unwrap();
+    let provider_client = Client::new(&url).unwrap().with_token(PROVIDER).unwrap();
+
+    // Debug output shows neither token; clones keep theirs.
+    let shown = format!("{consumer_client:?} {:?}", provider_client.clone());
+    assert!(
+        !shown.contains(CONSUMER) && !shown.contains(PROVIDER),
+        "{shown}"
+    );
+
+    // A provider's writes and request poll, a consumer's long poll and one-shot calls.
+    let provider = provider_client.provider();
+    provider.publish("fan", Json::from(1), None, TTL).unwrap();
+    let consumer = consumer_client.consumer();
+    consumer.subscribe(["fan"]);
+    wait_for_value(&consumer, "fan", "1");
+    consumer_client.request("fan", &Json::from(2)).unwrap();
+    let (name, value) = next_request(&provider);
+    assert_eq!((name.as_str(), value.as_str()), ("fan", "2"));
+    provider.update("fan", value).unwrap();
+    wait_for_value(&consumer, "fan", "2");
+    assert_eq!(
+        consumer_client.get(&["fan"]).unwrap()["fan"].value.as_str(),
+        "2"
+    );
+    provider.close().unwrap();
+    wait_for_removal(&consumer, "fan");
+
+    // Missing, wrong and unfit tokens are told apart.
+    let error = Client::new(&url).unwrap().list().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unauthorized {
+                token_sent: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().starts_with("regd needs a token"),
+        "{error}"
+    );
+    let wrong = Client::new(&url)
+        .unwrap()
+        .with_token("wrong-0123456789abcdef")
+        .unwrap();
+    let error = wrong.list().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Unauthorized {
+                token_sent: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.status(), Some(401));
+    assert!(error.is_access_denied());
+    let error = provider_client.list().unwrap_err();
+    assert!(matches!(error, Error::Forbidden { .. }), "{error:?}");
+    assert_eq!(error.status(), Some(403));
+    assert!(
+        error
+            .to_string()
+            .contains("provider token (sensors) may not use /consumer"),
+        "{error}"
+    );
+    let refused = consumer_client
+        .provider()
+        .publish("x", Json::null(), None, TTL)
+        .unwrap_err();
+    assert!(matches!(refused, Error::Forbidden { .. }), "{refused:?}");
+    // A background poll reports the refusal as an update.
+    let blind = wrong.consumer();
+    blind.subscribe(["fan"]);
+    match blind.updates().recv_timeout(PATIENCE) {
+        Ok(Update::Failed(error)) => assert!(error.is_access_denied(), "{error:?}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+
+    // A token that cannot go in a header is refused without being repeated.
+    for bad in ["", "two words", "tab\there", "é-0123456789abcdef"] {
+        let error = Client::new(&url).unwrap().with_token(bad).unwrap_err();
+        assert!(matches!(error, Error::Input(_)), "{error:?}");
+        if !bad.is_empty() {
+            assert!(!error.to_string().contains(bad), "{error}");
+        }
+    }
+    assert!(!daemon.stderr().contains(CONSUMER));
+}

@@ -16,7 +16,8 @@ fn command(registry: &str, args: &[&str]) -> Command {
     command
         .args(["--registry", registry])
         .args(args)
-        .env_remove("REGISTRY");
+        .env_remove("REGISTRY")
+        .env_remove("REGD_TOKEN");
     command
 }
 
@@ -79,7 +80,11 @@ struct Running {
 
 impl Running {
     fn start(registry: &str, args: &[&str]) -> Running {
-        let mut child = command(registry, args)
+        Self::spawn(command(registry, args))
+    }
+
+    fn spawn(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -197,7 +202,7 @@ fn help_version_and_usage_errors() {
     );
     assert!(succeeds(&daemon, &["--help"]).contains("commands:"));
     assert!(succeeds(&daemon, &["-h"]).contains("usage: regctl"));
-    for command in ["provide", "get", "set", "list", "watch", "delete"] {
+    for command in ["provide", "get", "set", "list", "watch", "delete", "bench"] {
         for flag in ["--help", "-h"] {
             let help = succeeds(&daemon, &[command, flag]);
             assert!(
@@ -670,4 +675,304 @@ fn provide_and_watch_keep_working_across_a_regd_restart() {
         );
         line = watcher.next_line();
     }
+}
+
+/// Runs regctl against `daemon` with `REGD_TOKEN` set to `token` (unset when empty).
+fn run_with_token(daemon: &Daemon, token: &str, args: &[&str]) -> Output {
+    let mut command = command(&daemon.url(), args);
+    if !token.is_empty() {
+        command.env("REGD_TOKEN", token);
+    }
+    command.stdin(Stdio::null()).output().expect("run regctl")
+}
+
+/// A register's value as an admin reads it from a regd with tokens.
+fn value_with_token(daemon: &Daemon, name: &str) -> Option<String> {
+    let reply = daemon.with_auth(
+        "GET",
+        &format!("/consumer?name={}", encode(name)),
+        "",
+        &format!("Bearer {ADMIN}"),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let value = &reply.json()["registers"][name]["value"];
+    (!reply.json()["registers"][name].is_null()).then(|| value.to_string())
+}
+
+#[track_caller]
+fn never_shows_a_token(output: &str) {
+    for token in [PROVIDER, CONSUMER, ADMIN, "wrong-0123456789abcdef"] {
+        assert!(!output.contains(token), "a token was printed: {output}");
+    }
+}
+
+#[test]
+fn every_command_sends_the_token_of_its_role() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    // One-line files, as an operator hands them out; the first is regd's own format.
+    let provider_file = TokenFile::with_text(&format!("{PROVIDER} provider sensors\n"), 0o600);
+    let consumer_file = TokenFile::with_text(&format!("# dashboard\n\n  {CONSUMER}\n"), 0o640);
+
+    let mut provide = Running::start(
+        &daemon.url(),
+        &[
+            "--token-file",
+            provider_file.path(),
+            "provide",
+            "lamp",
+            "false",
+        ],
+    );
+    wait_until("lamp published", || {
+        value_with_token(&daemon, "lamp").as_deref() == Some("false")
+    });
+    let mut watch = Running::spawn({
+        let mut command = command(&daemon.url(), &["watch", "lamp"]);
+        command.env("REGD_TOKEN", CONSUMER);
+        command
+    });
+    assert_eq!(watch.next_line(), "lamp=false");
+
+    let get = run_with_token(&daemon, CONSUMER, &["get", "lamp"]);
+    assert_eq!(String::from_utf8_lossy(&get.stdout), "false\n", "{get:?}");
+    let listed = command(
+        &daemon.url(),
+        &["--token-file", consumer_file.path(), "list"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "lamp=false\n",
+        "{listed:?}"
+    );
+
+    // set: a change request through /consumer, applied by the provider.
+    let set = run_with_token(&daemon, CONSUMER, &["set", "lamp", "true"]);
+    assert!(set.status.success(), "{set:?}");
+    assert_eq!(provide.next_line(), r#"{"name":"lamp","value":true}"#);
+    assert_eq!(watch.next_line(), "lamp=true");
+    provide.write_line("1");
+    assert_eq!(watch.next_line(), "lamp=1");
+
+    // --token-file wins over REGD_TOKEN.
+    let mut flagged = command(
+        &daemon.url(),
+        &["--token-file", consumer_file.path(), "get", "lamp"],
+    );
+    let flagged = flagged
+        .env("REGD_TOKEN", "wrong-0123456789abcdef")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&flagged.stdout),
+        "1\n",
+        "{flagged:?}"
+    );
+
+    // An admin token may do both; delete needs /provider.
+    let deleted = run_with_token(&daemon, ADMIN, &["delete", "lamp"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert_eq!(watch.next_line(), "lamp (removed)");
+
+    provide.close_stdin();
+    assert!(provide.wait_exit().success(), "{}", provide.stderr());
+    watch.signal("INT");
+    assert!(watch.wait_exit().success());
+    for output in [&get, &listed, &set, &flagged, &deleted] {
+        never_shows_a_token(&String::from_utf8_lossy(&output.stderr));
+    }
+    never_shows_a_token(&provide.stderr());
+    never_shows_a_token(&watch.stderr());
+}
+
+#[test]
+fn a_missing_wrong_or_unfit_token_is_explained() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let mut stderr = String::new();
+    let mut check = |output: Output, mentions: &[&str]| {
+        fails(&output, 1, mentions);
+        assert!(output.stdout.is_empty());
+        stderr.push_str(&String::from_utf8_lossy(&output.stderr));
+    };
+
+    check(
+        run_with_token(&daemon, "", &["get", "x"]),
+        &["regctl: regd needs a token: set REGD_TOKEN or --token-file\n"],
+    );
+    check(
+        run_with_token(&daemon, "", &["watch"]),
+        &["regd needs a token: set REGD_TOKEN or --token-file"],
+    );
+    check(
+        run_with_token(&daemon, "wrong-0123456789abcdef", &["list"]),
+        &["the token was refused", "check REGD_TOKEN or --token-file"],
+    );
+    // The wrong role: regd's own message names the role and the resource.
+    check(
+        run_with_token(&daemon, CONSUMER, &["provide", "x", "1"]),
+        &[
+            "may not do this",
+            "consumer token (dashboard) may not use /provider",
+        ],
+    );
+    check(
+        run_with_token(&daemon, CONSUMER, &["delete", "x"]),
+        &["consumer token (dashboard) may not use /provider"],
+    );
+    check(
+        run_with_token(&daemon, PROVIDER, &["watch", "x"]),
+        &["provider token (sensors) may not use /consumer"],
+    );
+    check(
+        run_with_token(&daemon, PROVIDER, &["set", "x", "1"]),
+        &["provider token (sensors) may not use /consumer"],
+    );
+
+    // Token files: refused when every user may read them, or when they hold no token.
+    let open = TokenFile::with_text(&format!("{ADMIN}\n"), 0o644);
+    check(
+        command(&daemon.url(), &["--token-file", open.path(), "list"])
+            .output()
+            .unwrap(),
+        &[
+            "readable by every user",
+            &format!("chmod 600 {}", open.path()),
+        ],
+    );
+    let empty = TokenFile::with_text("# nothing yet\n\n", 0o600);
+    check(
+        command(&daemon.url(), &["--token-file", empty.path(), "list"])
+            .output()
+            .unwrap(),
+        &["holds no token"],
+    );
+    check(
+        command(
+            &daemon.url(),
+            &["--token-file", "/nonexistent/token", "list"],
+        )
+        .output()
+        .unwrap(),
+        &["cannot read token file /nonexistent/token"],
+    );
+    never_shows_a_token(&stderr);
+    assert!(!daemon.stderr().contains(ADMIN));
+}
+
+/// A latency as the bench table prints it (`191µs`, `4.07ms`, `1.20s`), in µs.
+fn table_latency(text: &str) -> f64 {
+    let (number, scale) = if let Some(number) = text.strip_suffix("µs") {
+        (number, 1.0)
+    } else if let Some(number) = text.strip_suffix("ms") {
+        (number, 1e3)
+    } else {
+        (text.strip_suffix('s').expect("a unit"), 1e6)
+    };
+    number.parse::<f64>().expect("a number") * scale
+}
+
+#[test]
+fn bench_measures_every_phase_and_removes_its_registers() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let admin = format!("Bearer {ADMIN}");
+    daemon
+        .with_auth("PUT", "/provider", &registers(&[("other", "1")]), &admin)
+        .assert(204, "");
+    let args = [
+        "bench",
+        "--duration",
+        "200ms",
+        "--connections",
+        "2",
+        "--registers",
+        "3",
+    ];
+    let output = run_with_token(&daemon, ADMIN, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["phase", "requests", "req/s", "p50", "p99", "max"]);
+    let labels = [
+        "PUT /provider",
+        "GET /consumer",
+        "change request: PUT /consumer → waiting GET /provider",
+        "wake: PUT /provider → waiting GET /consumer",
+    ];
+    for (line, label) in lines[1..].iter().zip(labels) {
+        assert!(line.starts_with(label), "{table}");
+        // Aligned: every row as wide as the header.
+        assert_eq!(line.chars().count(), lines[0].chars().count(), "{table}");
+        let numbers: Vec<&str> = line[label.len()..].split_whitespace().collect();
+        let [count, rate, p50, p99, max] = numbers[..] else {
+            panic!("five numbers expected: {line}");
+        };
+        assert!(count.parse::<u64>().unwrap() > 0, "{line}");
+        assert!(rate.parse::<f64>().unwrap() > 0.0, "{line}");
+        let (p50, p99, max) = (table_latency(p50), table_latency(p99), table_latency(max));
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{line}");
+        assert!(max < 10e6, "{line}");
+    }
+
+    // Nothing of the bench is left: no register, no pending change request.
+    let left = daemon.with_auth("GET", "/consumer", "", &admin);
+    left.assert(200, r#"{"registers":{"other":{"value":1}}}"#);
+    daemon
+        .with_auth("GET", "/provider", "", &admin)
+        .assert(200, r#"{"registers":{}}"#);
+
+    let output = run_with_token(&daemon, ADMIN, &[&args[..], &["--json"]].concat());
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["connections"], 2);
+    assert_eq!(report["registers"], 3);
+    assert_eq!(report["duration_ms"], 200);
+    let phases = report["phases"].as_array().expect("phases");
+    let keys: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["publish", "read", "change_request", "wake"]);
+    for phase in phases {
+        assert!(phase["requests"].as_u64().unwrap() > 0, "{phase}");
+        assert!(phase["per_second"].as_f64().unwrap() > 0.0, "{phase}");
+        let [p50, p99, max] =
+            ["p50_us", "p99_us", "max_us"].map(|key| phase[key].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{phase}");
+    }
+    left.assert(200, r#"{"registers":{"other":{"value":1}}}"#);
+    daemon
+        .with_auth("GET", "/consumer", "", &admin)
+        .assert(200, r#"{"registers":{"other":{"value":1}}}"#);
+
+    // A consumer token may not publish; bad settings are usage errors.
+    let refused = run_with_token(&daemon, CONSUMER, &args);
+    fails(
+        &refused,
+        1,
+        &["consumer token (dashboard) may not use /provider"],
+    );
+    assert!(refused.stdout.is_empty());
+    for (bad, mention) in [
+        (
+            &["bench", "--connections", "0"][..],
+            "--connections: expected a whole number from 1 to 256",
+        ),
+        (
+            &["bench", "--registers", "many"],
+            "--registers: expected a whole number",
+        ),
+        (&["bench", "--duration", "soon"], "--duration"),
+        (&["bench", "extra"], "bench takes only options"),
+    ] {
+        fails(&run_with_token(&daemon, ADMIN, bad), 2, &[mention]);
+    }
+    never_shows_a_token(&stderr);
+    never_shows_a_token(&String::from_utf8_lossy(&refused.stderr));
 }

@@ -5,7 +5,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -112,6 +115,25 @@ impl Daemon {
         self.request("PUT", target, body)
     }
 
+    /// One request on a fresh connection with an `Authorization` header (none when
+    /// `authorization` is empty).
+    pub fn with_auth(&self, method: &str, target: &str, body: &str, authorization: &str) -> Reply {
+        let mut connection = self.connect();
+        let header = if authorization.is_empty() {
+            String::new()
+        } else {
+            format!("Authorization: {authorization}\r\n")
+        };
+        connection.send(
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        connection.read_reply()
+    }
+
     /// What regd wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
@@ -167,6 +189,54 @@ impl Drop for Daemon {
         if thread::panicking() {
             eprintln!("--- regd stderr ---\n{}", self.stderr());
         }
+    }
+}
+
+/// The tokens of [`TokenFile::new`], one per role.
+pub const PROVIDER: &str = "prov-0123456789abcdef";
+pub const CONSUMER: &str = "cons-0123456789abcdef";
+pub const ADMIN: &str = "admin-0123456789abcdef";
+
+/// A token file in a fresh temporary directory, removed on drop.
+pub struct TokenFile {
+    directory: PathBuf,
+    pub path: PathBuf,
+}
+
+impl TokenFile {
+    /// regd's token file: [`PROVIDER`], [`CONSUMER`] and [`ADMIN`], with this mode.
+    pub fn new(mode: u32) -> TokenFile {
+        Self::with_text(
+            &format!(
+                "# regd tokens\n{PROVIDER} provider sensors\n{CONSUMER} consumer dashboard\n{ADMIN} admin ops\n"
+            ),
+            mode,
+        )
+    }
+
+    /// A file holding `text`, with this mode, in a directory of its own.
+    pub fn with_text(text: &str, mode: u32) -> TokenFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let directory = std::env::temp_dir().join(format!(
+            "regd-tokens-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("tokens");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        TokenFile { directory, path }
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
     }
 }
 
