@@ -10,7 +10,11 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use crate::protocol::ApiError;
+
+use super::hangups::{Hangups, Nudge, Watch};
 
 use super::service::{Peer, Request, Response, Service};
 
@@ -66,6 +70,8 @@ trait Transport {
     fn write_all(&self, bytes: &[u8]) -> io::Result<()>;
     /// Whether the client is still there (see [`peer_is_connected`]).
     fn is_connected(&self) -> bool;
+    /// The socket's descriptor, to watch for hang-ups; `None` in memory.
+    fn descriptor(&self) -> Option<RawFd>;
     /// Closes without resetting: stop sending, then drain briefly what the client
     /// still sends, so it reads our answer instead of a connection reset.
     fn close_gently(&self);
@@ -93,6 +99,10 @@ impl Transport for TcpStream {
 
     fn is_connected(&self) -> bool {
         peer_is_connected(self)
+    }
+
+    fn descriptor(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
     }
 
     fn close_gently(&self) {
@@ -134,6 +144,10 @@ impl Transport for Memory<'_> {
         true
     }
 
+    fn descriptor(&self) -> Option<RawFd> {
+        None
+    }
+
     fn close_gently(&self) {}
 }
 
@@ -143,6 +157,7 @@ struct Connection<'a, T: Transport> {
     peer_address: SocketAddr,
     buffer: Vec<u8>,
     limits: &'a HttpLimits,
+    hangups: Option<&'a Hangups>,
 }
 
 /// Serves requests on `stream` until the client leaves, asks to close, misbehaves, or
@@ -152,6 +167,7 @@ pub fn serve(
     peer_address: SocketAddr,
     service: &Service,
     limits: &HttpLimits,
+    hangups: &Hangups,
 ) {
     let _ = stream.set_nodelay(true);
     if stream
@@ -166,6 +182,7 @@ pub fn serve(
             peer_address,
             buffer: Vec::new(),
             limits,
+            hangups: Some(hangups),
         },
         service,
     );
@@ -191,6 +208,7 @@ pub fn serve_bytes(
             peer_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             buffer: Vec::new(),
             limits,
+            hangups: None,
         },
         service,
     );
@@ -208,6 +226,10 @@ impl<T: Transport + ?Sized> Transport for &T {
 
     fn is_connected(&self) -> bool {
         (**self).is_connected()
+    }
+
+    fn descriptor(&self) -> Option<RawFd> {
+        (**self).descriptor()
     }
 
     fn close_gently(&self) {
@@ -566,6 +588,10 @@ impl<T: Transport> Peer for Connection<'_, T> {
     fn is_connected(&self) -> bool {
         // A pipelined request waiting in the buffer proves the client is there.
         !self.buffer.is_empty() || self.stream.is_connected()
+    }
+
+    fn watch_hangup(&self, nudge: Arc<dyn Nudge>) -> Option<Watch<'_>> {
+        self.hangups?.watch(self.stream.descriptor()?, nudge)
     }
 }
 

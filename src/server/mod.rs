@@ -6,6 +6,7 @@
 //! waited for up to the shutdown grace period, before [`Server::run`] returns.
 
 pub mod access;
+mod hangups;
 mod http;
 mod metrics;
 mod service;
@@ -122,10 +123,13 @@ pub struct Server {
     listener: TcpListener,
     local_address: SocketAddr,
     shared: Arc<Shared>,
+    /// The hang-up watcher's poll, until `run` hands it to its thread.
+    hangups_poll: Mutex<Option<mio::Poll>>,
 }
 
 struct Shared {
     service: Service,
+    hangups: hangups::Hangups,
     stopping: AtomicBool,
     /// A clone of the listening socket, to unblock `accept` at shutdown.
     listener: Socket,
@@ -187,8 +191,10 @@ impl Server {
         // An inherited socket may be non-blocking; the accept loop blocks.
         listener.set_nonblocking(false).map_err(bind_error)?;
         let clone = listener.try_clone().map_err(bind_error)?;
+        let (hangups, hangups_poll) = hangups::Hangups::new().map_err(Error::Thread)?;
         let shared = Arc::new(Shared {
             service: Service::new(config.service.clone()),
+            hangups,
             stopping: AtomicBool::new(false),
             listener: Socket::from(clone),
             connections: Mutex::new(HashMap::new()),
@@ -198,6 +204,7 @@ impl Server {
             listener,
             local_address,
             shared,
+            hangups_poll: Mutex::new(Some(hangups_poll)),
         })
     }
 
@@ -225,6 +232,19 @@ impl Server {
             .name("regd-reaper".to_string())
             .spawn(move || shared.service.run_reaper())
             .map_err(Error::Thread)?;
+        let hangups = match self.hangups_poll.lock().take() {
+            Some(poll) => {
+                let shared = self.shared.clone();
+                Some(
+                    thread::Builder::new()
+                        .name("regd-hangups".to_string())
+                        .stack_size(64 * 1024)
+                        .spawn(move || shared.hangups.run(poll))
+                        .map_err(Error::Thread)?,
+                )
+            }
+            None => None,
+        };
         let (refusals, refused) = mpsc::sync_channel::<TcpStream>(64);
         let refuser = thread::Builder::new()
             .name("regd-refuser".to_string())
@@ -269,6 +289,10 @@ impl Server {
         }
         let _ = reaper.join();
         let _ = refuser.join();
+        self.shared.hangups.stop();
+        if let Some(hangups) = hangups {
+            let _ = hangups.join();
+        }
         log::info!("stopped");
         Ok(())
     }
@@ -342,7 +366,7 @@ impl Server {
             .stack_size(self.config.thread_stack_bytes)
             .spawn(move || {
                 shared.service.metrics().connection_opened();
-                http::serve(stream, peer, &shared.service, &limits);
+                http::serve(stream, peer, &shared.service, &limits, &shared.hangups);
                 shared.service.metrics().connection_closed();
                 shared.connections.lock().remove(&id);
             });

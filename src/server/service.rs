@@ -17,6 +17,7 @@ use crate::core::{self, Name, Registry, Selection, Value, WaiterId};
 use crate::protocol::{self, ApiError, query};
 
 use super::access::AccessPolicy;
+use super::hangups::{Nudge, Watch};
 use super::metrics::Metrics;
 use super::web;
 
@@ -183,6 +184,13 @@ pub trait Peer {
     /// Whether the client is still connected (PROTOCOL A5: a poller that went away must
     /// not consume change requests).
     fn is_connected(&self) -> bool;
+
+    /// Asks to be nudged when the client's socket shows activity (a hang-up, or more
+    /// bytes), for as long as the returned guard lives. `None` when it cannot be
+    /// watched; the poll then ends at its deadline.
+    fn watch_hangup(&self, _nudge: Arc<dyn Nudge>) -> Option<Watch<'_>> {
+        None
+    }
 }
 
 /// A peer that is always there, for in-memory requests.
@@ -194,11 +202,13 @@ impl Peer for AlwaysConnected {
     }
 }
 
-/// How a waiting poll is woken: its thread is unparked after the flag is set, so a
-/// wake-up between registering and parking is never lost.
+/// How a waiting poll is woken: its thread is unparked after a flag is set, so a
+/// wake-up between registering and parking is never lost. Two flags: `woken` (the
+/// registry woke it) and `nudged` (its socket showed activity: maybe a hang-up).
 pub struct Waker {
     thread: Thread,
     woken: AtomicBool,
+    nudged: AtomicBool,
 }
 
 impl Waker {
@@ -206,6 +216,7 @@ impl Waker {
         Arc::new(Waker {
             thread: thread::current(),
             woken: AtomicBool::new(false),
+            nudged: AtomicBool::new(false),
         })
     }
 
@@ -214,37 +225,33 @@ impl Waker {
         self.thread.unpark();
     }
 
-    /// Parks until woken or `deadline`, checking every `probe_every` that the client is
-    /// still there. Returns whether it was woken.
-    fn park_until(&self, deadline: Instant, peer: &dyn Peer) -> Parked {
-        let mut next_probe = Instant::now() + PROBE_EVERY;
+    /// Parks until woken, `deadline`, or the client hangs up. The peer is looked at
+    /// only when its socket shows activity (see [`super::hangups`]): a parked poll costs
+    /// nothing while nothing happens.
+    fn park_until(self: &Arc<Self>, deadline: Instant, peer: &dyn Peer) -> Parked {
+        let _watch = peer.watch_hangup(self.clone());
         loop {
             if self.woken.load(Ordering::Acquire) {
                 return Parked::Woken;
+            }
+            if self.nudged.swap(false, Ordering::AcqRel) && !peer.is_connected() {
+                return Parked::ClientLeft;
             }
             let now = Instant::now();
             if now >= deadline {
                 return Parked::TimedOut;
             }
-            if now >= next_probe {
-                if !peer.is_connected() {
-                    return Parked::ClientLeft;
-                }
-                next_probe = now + PROBE_EVERY;
-            }
-            thread::park_timeout(deadline.min(next_probe) - now);
+            thread::park_timeout(deadline - now);
         }
     }
 }
 
-/// How often a held poll checks that its client is still there. Each check wakes the
-/// poll's thread, so the daemon wakes `held polls / PROBE_EVERY` threads a second even
-/// when nothing happens. Measured with 10,000 held polls on 2 cores: at 10 s (1,000
-/// wake-ups a second) a change nobody waits for cost 1.13–1.18× its cost with no polls
-/// held; at 60 s the cost is within noise of 1.0×. A client that left is still noticed
-/// at the latest when its `wait` ends or this interval passes, and a provider poll
-/// checks its client again before it takes any request.
-const PROBE_EVERY: Duration = Duration::from_secs(60);
+impl Nudge for Waker {
+    fn nudge(&self) {
+        self.nudged.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
 
 enum Parked {
     Woken,

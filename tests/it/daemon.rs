@@ -189,9 +189,15 @@ fn threads_are_named() {
     // A new thread names itself once it runs; wait for that.
     wait_until("every thread to be named", || {
         let names = names();
-        ["regd-reaper", "regd-signals", "regd-refuser", "regd-http-"]
-            .iter()
-            .all(|expected| names.iter().any(|name| name.starts_with(expected)))
+        [
+            "regd-reaper",
+            "regd-signals",
+            "regd-refuser",
+            "regd-hangups",
+            "regd-http-",
+        ]
+        .iter()
+        .all(|expected| names.iter().any(|name| name.starts_with(expected)))
     });
 }
 

@@ -199,3 +199,41 @@ fn garbage_bytes_never_take_the_daemon_down() {
     }
     healthy(&daemon);
 }
+
+#[test]
+fn held_polls_of_clients_that_hang_up_are_released_at_once() {
+    let daemon = Daemon::start(&[]);
+    let mut gone = Vec::new();
+    for target in [
+        "/consumer?name=a&wait=5m",
+        "/consumer?wait=5m",
+        "/provider?name=a&wait=5m",
+    ] {
+        let mut connection = daemon.connect();
+        connection.send_request("GET", target, "");
+        gone.push(connection);
+    }
+    wait_for_held_polls(&daemon, 3);
+    // A pipelined second request is activity, not a hang-up: the poll stays held.
+    let mut pipelining = daemon.connect();
+    pipelining.send_request("GET", "/consumer?name=p&wait=5m", "");
+    wait_for_held_polls(&daemon, 4);
+    pipelining.send_request("GET", "/healthz", "");
+    let started = Instant::now();
+    drop(gone);
+    wait_for_held_polls(&daemon, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing was consumed by the departed provider poll, and the pipelining client
+    // still gets both answers in order.
+    daemon
+        .put("/provider", &registers(&[("p", "1")]))
+        .assert(204, "");
+    pipelining
+        .read_reply()
+        .assert(200, r#"{"registers":{"p":{"value":1}}}"#);
+    pipelining.read_reply().assert(200, r#"{"status":"ok"}"#);
+}
