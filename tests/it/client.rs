@@ -462,3 +462,31 @@ fn provider_and_consumer_survive_a_regd_restart() {
     client.request("survivor", &Json::from(3)).unwrap();
     assert_eq!(next_request(&provider), ("survivor".into(), Json::from(3)));
 }
+
+#[test]
+fn details_carry_ttl_time_left_and_revision() {
+    let daemon = Daemon::start(&[]);
+    let client = Client::new(&daemon.url()).unwrap();
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"a":{"value":1,"ttl":"30s"},"b":{"value":[2],"metadata":{"u":"C"}}}}"#,
+        )
+        .assert(204, "");
+    let all = client.details::<&str>(&[]).unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(all["a"].ttl, Some(Duration::from_secs(30)));
+    assert!(all["a"].expires_in > Duration::from_secs(20));
+    assert!(all["a"].expires_in <= Duration::from_secs(30));
+    assert_eq!(all["b"].ttl, Some(Duration::from_secs(10)));
+    assert_eq!(all["b"].register.metadata, Some(json(r#"{"u":"C"}"#)));
+    assert!(all["b"].index > all["a"].index || all["b"].index == all["a"].index);
+    let before = all["a"].index;
+    daemon
+        .put("/provider", r#"{"registers":{"a":{"value":3}}}"#)
+        .assert(204, "");
+    let some = client.details(&["a", "missing"]).unwrap();
+    assert_eq!(some.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(some["a"].register.value, Json::from(3));
+    assert!(some["a"].index > before);
+}
