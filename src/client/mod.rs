@@ -161,10 +161,7 @@ impl Client {
     /// Reads the named registers (all when `names` is empty) with their details
     /// (PROTOCOL B7): ttl, time left and revision. A consumer's updates carry only value
     /// and metadata; this one-shot read is how a caller learns when registers expire.
-    pub fn details<S: AsRef<str>>(
-        &self,
-        names: &[S],
-    ) -> Result<BTreeMap<String, Detailed>, Error> {
+    pub fn details<S: AsRef<str>>(&self, names: &[S]) -> Result<BTreeMap<String, Detailed>, Error> {
         if names.is_empty() {
             return self.http.details(&self.http.agent, &[] as &[&str]);
         }
