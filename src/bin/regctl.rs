@@ -97,6 +97,7 @@ commands:
   list                              print every register
   watch [NAME...]                   print every change as it happens
   delete NAME...                    remove registers now
+  browse                            live full-screen browser of every register
 
 options:
   --registry URL   regd's address (default: $REGISTRY, else http://localhost:8080)
@@ -181,6 +182,14 @@ usage: regctl delete NAME...
 Removes registers now; their consumers see them go at once.
 ";
 
+const BROWSE_HELP: &str = "\
+usage: regctl browse
+
+A live full-screen browser of every register: filter, flat list or tree, details
+(metadata, ttl, time to expiry, revision), and editing values by change requests.
+The keys are listed at the bottom of the screen; q or Esc quits. Honours NO_COLOR.
+";
+
 fn run() -> Result<ExitCode, Error> {
     let mut args = pico_args::Arguments::from_env();
     let registry: Option<String> = args.opt_value_from_str("--registry").map_err(usage_error)?;
@@ -193,7 +202,7 @@ fn run() -> Result<ExitCode, Error> {
         }
         None => {
             return Err(Error::Usage(
-                "a command is needed: provide, get, set, list, watch or delete; see regctl --help"
+                "a command is needed: provide, get, set, list, watch, delete or browse; see regctl --help"
                     .to_string(),
             ));
         }
@@ -205,9 +214,10 @@ fn run() -> Result<ExitCode, Error> {
         "list" => LIST_HELP,
         "watch" => WATCH_HELP,
         "delete" => DELETE_HELP,
+        "browse" => BROWSE_HELP,
         other => {
             return Err(Error::Usage(format!(
-                "unknown command {other:?}; the commands are provide, get, set, list, watch and delete"
+                "unknown command {other:?}; the commands are provide, get, set, list, watch, delete and browse"
             )));
         }
     };
@@ -226,6 +236,7 @@ fn run() -> Result<ExitCode, Error> {
         "set" => set(args, connect()?),
         "list" => list(args, connect()?),
         "watch" => watch(args, connect()?),
+        "browse" => browse(args, connect()?),
         _ => delete(args, connect()?),
     }
 }
@@ -711,4 +722,22 @@ fn delete(args: pico_args::Arguments, client: Client) -> Result<ExitCode, Error>
     }
     client.delete(&names)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "tui")]
+fn browse(args: pico_args::Arguments, client: Client) -> Result<ExitCode, Error> {
+    if let Some(extra) = free_arguments(args, "browse")?.first() {
+        return Err(Error::Usage(format!(
+            "unexpected argument {extra:?}; browse takes no arguments (filter inside with /)"
+        )));
+    }
+    regd::browse::run(&client).map_err(|error| Error::Failed(error.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "tui"))]
+fn browse(_args: pico_args::Arguments, _client: Client) -> Result<ExitCode, Error> {
+    Err(Error::Failed(
+        "this regctl was built without the terminal browser (cargo feature \"tui\"); use list or watch, or rebuild with the feature".to_string(),
+    ))
 }
