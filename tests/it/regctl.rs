@@ -197,7 +197,7 @@ fn help_version_and_usage_errors() {
     );
     assert!(succeeds(&daemon, &["--help"]).contains("commands:"));
     assert!(succeeds(&daemon, &["-h"]).contains("usage: regctl"));
-    for command in ["provide", "get", "set", "list", "watch", "delete"] {
+    for command in ["provide", "get", "set", "list", "watch", "delete", "browse"] {
         for flag in ["--help", "-h"] {
             let help = succeeds(&daemon, &[command, flag]);
             assert!(
@@ -670,4 +670,11 @@ fn provide_and_watch_keep_working_across_a_regd_restart() {
         );
         line = watcher.next_line();
     }
+}
+
+#[cfg(not(feature = "tui"))]
+#[test]
+fn browse_says_it_was_built_without_the_feature() {
+    let daemon = Daemon::start(&[]);
+    fails(&run(&daemon, &["browse"]), 1, &["built without", "tui"]);
 }
