@@ -5,8 +5,8 @@
 //! on return, on error, and on panic (a panic hook restores the terminal before the
 //! panic message is printed). Invariants: the loop never blocks on the network (HTTP
 //! happens on the consumer's and the worker's threads); every thread it starts is named
-//! `regctl-browse-…` and joined before `run` returns; it talks to regd only through
-//! `crate::client`.
+//! `regctl-browse-…` and joined before `run` returns; SIGTERM, SIGHUP and SIGINT quit
+//! like `q`; it talks to regd only through `crate::client`.
 
 pub mod model;
 pub mod view;
@@ -24,6 +24,8 @@ use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifier
 use crossterm::{cursor, execute, terminal};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::client::{self, Client, Detailed, Json, Update};
 
@@ -180,6 +182,16 @@ fn browse(client: &Client, terminal: &mut Terminal<CrosstermBackend<Stdout>>) ->
         let stop = stop.clone();
         spawn("regctl-browse-input", move || read_input(&stop, &keys_out))?
     };
+    // SIGTERM, SIGHUP (the SSH session ended) and SIGINT end the browser like q does,
+    // so the terminal is restored.
+    let mut signals = Signals::new([SIGTERM, SIGHUP, SIGINT]).map_err(Error::Terminal)?;
+    let signals_handle = signals.handle();
+    let (signalled_out, signalled) = crossbeam_channel::bounded(1);
+    let signal_thread = spawn("regctl-browse-signals", move || {
+        for signal in signals.forever() {
+            let _ = signalled_out.try_send(signal);
+        }
+    })?;
     let ticks = crossbeam_channel::tick(TICK);
 
     let result = (|| -> Result<(), Error> {
@@ -225,10 +237,13 @@ fn browse(client: &Client, terminal: &mut Terminal<CrosstermBackend<Stdout>>) ->
                     Err(_) => return Ok(()),
                 },
                 recv(ticks) -> _ => model.tick(Instant::now()),
+                recv(signalled) -> _ => return Ok(()),
             }
         }
     })();
     stop.store(true, Ordering::SeqCst);
+    signals_handle.close();
+    drop(signal_thread);
     drop(requests);
     drop(input);
     drop(worker);

@@ -215,3 +215,56 @@ fn browse_needs_a_terminal() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("browse needs a terminal"), "{stderr}");
 }
+
+#[test]
+fn browse_reconnects_when_regd_restarts_and_quits_on_sigterm() {
+    let daemon = Daemon::start(&[]);
+    let address = daemon.address.to_string();
+    daemon
+        .put("/provider", r#"{"registers":{"before":{"value":1}}}"#)
+        .assert(204, "");
+    let command = format!(
+        "REGISTRY={} {} browse; echo BROWSE-EXITED-$?; exec cat",
+        daemon.url(),
+        env!("CARGO_BIN_EXE_regctl")
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    tmux.wait("the register", |screen| {
+        row(screen, "before").is_some() && screen.contains("connected")
+    });
+    drop(daemon);
+    tmux.wait_for("DISCONNECTED, retrying");
+    let daemon = Daemon::start(&["--addr", &address]);
+    daemon
+        .put("/provider", r#"{"registers":{"after":{"value":2}}}"#)
+        .assert(204, "");
+    // The old register is marked (regd forgot it), the new one appears.
+    let screen = tmux.wait("the new register", |screen| {
+        row(screen, "after").is_some() && screen.contains("browse  connected")
+    });
+    assert!(
+        row(&screen, "before").is_none_or(|line| line.ends_with("DELETED")),
+        "{screen}"
+    );
+
+    // SIGTERM ends it like q: the terminal is restored and the status is 0.
+    let shell = tmux.run(&["display-message", "-p", "-t", "browse", "#{pane_pid}"]);
+    let shell = String::from_utf8_lossy(&shell.stdout).trim().to_string();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("the pane's children");
+    let browse = children
+        .split_whitespace()
+        .next()
+        .expect("regctl browse runs");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", browse])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let screen = tmux.wait_for("BROWSE-EXITED-0");
+    assert!(!screen.contains("regd browse"), "{screen}");
+}
