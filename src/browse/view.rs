@@ -57,7 +57,12 @@ fn list_and_pane(area: Rect, model: &Model) -> (Rect, Option<Rect>) {
     if !model.details_pane() || area.height < 8 {
         return (area, None);
     }
-    let pane = (area.height / 2).clamp(5, 14);
+    // Room for the selected register's facts and whole value, up to half the screen.
+    let wanted = model
+        .selected()
+        .and_then(|name| model.row(name))
+        .map_or(2, |row| 4 + row.register.value.pretty().lines().count());
+    let pane = (wanted as u16).clamp(4, (area.height / 2).max(4));
     let [list, pane] = Split::vertical([Constraint::Fill(1), Constraint::Length(pane)]).areas(area);
     (list, Some(pane))
 }
