@@ -5,7 +5,8 @@
 //! on return, on error, and on panic (a panic hook restores the terminal before the
 //! panic message is printed). Invariants: the loop never blocks on the network (HTTP
 //! happens on the consumer's and the worker's threads); every thread it starts is named
-//! `regctl-browse-…` and joined before `run` returns; SIGTERM, SIGHUP and SIGINT quit
+//! `regctl-browse-…` and joined before `run` returns (the input thread within a grace
+//! period: see `Joined::join_within`); SIGTERM, SIGHUP and SIGINT quit
 //! like `q`; it talks to regd only through `crate::client`.
 
 pub mod model;
@@ -37,6 +38,10 @@ const DETAILS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the screen is redrawn while nothing happens (the countdown).
 const TICK: Duration = Duration::from_millis(200);
+
+/// How long quitting waits for the input thread, which checks its stop flag every
+/// 100 ms.
+const INPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// The worker's timeout for one request, so quitting never waits long on a dead regd.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -141,6 +146,21 @@ enum News {
 /// A named thread, joined when dropped.
 struct Joined(Option<thread::JoinHandle<()>>);
 
+impl Joined {
+    /// Joins the thread if it ends within `grace` (it drops the sender of `done` when
+    /// it ends); otherwise leaves it to end with the process.
+    ///
+    /// For the input thread only: crossterm can spin inside `event::poll` without
+    /// returning once the terminal has hung up (the SSH session ended), so it never
+    /// sees the stop flag. The process exits right after the browser returns, which
+    /// ends the thread; it holds nothing that needs cleaning up.
+    fn join_within(mut self, done: &Receiver<()>, grace: Duration) {
+        if done.recv_timeout(grace) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+            drop(self.0.take());
+        }
+    }
+}
+
 impl Drop for Joined {
     fn drop(&mut self) {
         if let Some(thread) = self.0.take() {
@@ -178,9 +198,13 @@ fn browse(client: &Client, terminal: &mut Terminal<CrosstermBackend<Stdout>>) ->
     let worker = spawn("regctl-browse-worker", move || {
         work(&worker_client, &requested, &refreshed, &news_out)
     })?;
+    let (input_running, input_done) = crossbeam_channel::bounded::<()>(0);
     let input = {
         let stop = stop.clone();
-        spawn("regctl-browse-input", move || read_input(&stop, &keys_out))?
+        spawn("regctl-browse-input", move || {
+            let _running = input_running;
+            read_input(&stop, &keys_out);
+        })?
     };
     // SIGTERM, SIGHUP (the SSH session ended) and SIGINT end the browser like q does,
     // so the terminal is restored.
@@ -245,7 +269,7 @@ fn browse(client: &Client, terminal: &mut Terminal<CrosstermBackend<Stdout>>) ->
     signals_handle.close();
     drop(signal_thread);
     drop(requests);
-    drop(input);
+    input.join_within(&input_done, INPUT_GRACE);
     drop(worker);
     consumer.close();
     result
