@@ -113,6 +113,7 @@ commands:
   watch [NAME...]                   print every change as it happens
   delete NAME...                    remove registers now
   bench                             measure this regd's request rates and latencies
+  browse                            live full-screen browser of every register
 
 options:
   --registry URL       regd's address (default: $REGISTRY, else http://localhost:8080)
@@ -225,6 +226,14 @@ usage: regctl delete NAME...
 Removes registers now; their consumers see them go at once.
 ";
 
+const BROWSE_HELP: &str = "\
+usage: regctl browse
+
+A live full-screen browser of every register: filter, flat list or tree, details
+(metadata, ttl, time to expiry, revision), and editing values by change requests.
+The keys are listed at the bottom of the screen; q or Esc quits. Honours NO_COLOR.
+";
+
 fn run() -> Result<ExitCode, Error> {
     let mut args = pico_args::Arguments::from_env();
     let registry: Option<String> = args.opt_value_from_str("--registry").map_err(usage_error)?;
@@ -240,7 +249,7 @@ fn run() -> Result<ExitCode, Error> {
         }
         None => {
             return Err(Error::Usage(
-                "a command is needed: provide, get, set, list, watch, delete or bench; see regctl --help"
+                "a command is needed: provide, get, set, list, watch, delete, bench or browse; see regctl --help"
                     .to_string(),
             ));
         }
@@ -253,9 +262,10 @@ fn run() -> Result<ExitCode, Error> {
         "watch" => WATCH_HELP,
         "delete" => DELETE_HELP,
         "bench" => BENCH_HELP,
+        "browse" => BROWSE_HELP,
         other => {
             return Err(Error::Usage(format!(
-                "unknown command {other:?}; the commands are provide, get, set, list, watch, delete and bench"
+                "unknown command {other:?}; the commands are provide, get, set, list, watch, delete, bench and browse"
             )));
         }
     };
@@ -290,6 +300,7 @@ fn run() -> Result<ExitCode, Error> {
         "list" => list(args, connect()?),
         "watch" => watch(args, connect()?),
         "bench" => bench(args, connect()?),
+        "browse" => browse(args, connect()?),
         _ => delete(args, connect()?),
     }
 }
@@ -963,4 +974,22 @@ fn bench_json(settings: &[(&str, String)], measurements: &[Measurement]) -> Stri
             .map(|(key, value)| (*key, value.as_str()))
             .chain([("phases", phases.as_str())]),
     )
+}
+
+#[cfg(feature = "tui")]
+fn browse(args: pico_args::Arguments, client: Client) -> Result<ExitCode, Error> {
+    if let Some(extra) = free_arguments(args, "browse")?.first() {
+        return Err(Error::Usage(format!(
+            "unexpected argument {extra:?}; browse takes no arguments (filter inside with /)"
+        )));
+    }
+    regd::browse::run(&client).map_err(|error| Error::Failed(error.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "tui"))]
+fn browse(_args: pico_args::Arguments, _client: Client) -> Result<ExitCode, Error> {
+    Err(Error::Failed(
+        "this regctl was built without the terminal browser (cargo feature \"tui\"); use list or watch, or rebuild with the feature".to_string(),
+    ))
 }

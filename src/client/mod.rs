@@ -60,7 +60,7 @@ use crate::protocol::duration;
 pub use self::consumer::{Consumer, Update};
 pub use self::error::Error;
 pub use self::provider::{Provider, ProviderEvent};
-pub use crate::protocol::client::{Json, JsonError, Register};
+pub use crate::protocol::client::{Detailed, Json, JsonError, Register};
 
 /// The registry address used when neither an explicit URL nor `REGISTRY` is given.
 pub const DEFAULT_URL: &str = "http://localhost:8080";
@@ -177,6 +177,20 @@ impl Client {
         index: Option<u64>,
     ) -> Result<Snapshot, Error> {
         self.http.poll(&self.http.agent, names, wait, index)
+    }
+
+    /// Reads the named registers (all when `names` is empty) with their details
+    /// (PROTOCOL B7): ttl, time left and revision. A consumer's updates carry only value
+    /// and metadata; this one-shot read is how a caller learns when registers expire.
+    pub fn details<S: AsRef<str>>(&self, names: &[S]) -> Result<BTreeMap<String, Detailed>, Error> {
+        if names.is_empty() {
+            return self.http.details(&self.http.agent, &[] as &[&str]);
+        }
+        let mut registers = BTreeMap::new();
+        for chunk in names.chunks(NAMES_PER_QUERY) {
+            registers.append(&mut self.http.details(&self.http.agent, chunk)?);
+        }
+        Ok(registers)
     }
 
     /// Asks the provider of `name` to change it to `value` (PROTOCOL A8).
@@ -394,6 +408,21 @@ impl Http {
             registers,
             index: answer.index,
         })
+    }
+
+    fn details<S: AsRef<str>>(
+        &self,
+        agent: &Agent,
+        names: &[S],
+    ) -> Result<BTreeMap<String, Detailed>, Error> {
+        let query = names_query(names);
+        let path = if query.is_empty() {
+            "/consumer?details=true".to_string()
+        } else {
+            format!("/consumer?{query}&details=true")
+        };
+        let answer = self.send(agent, "GET", &path, None, None)?;
+        wire::decode_details(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
     }
 
     fn take_requests<S: AsRef<str>>(

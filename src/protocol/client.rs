@@ -76,6 +76,66 @@ impl Json {
     pub fn is_null(&self) -> bool {
         self.0 == "null"
     }
+
+    /// The JSON `true` or `false` this is, if it is a boolean.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.0.as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The same JSON indented by two spaces per level, one member or element a line
+    /// (numbers and key order still as written); empty objects and arrays stay `{}`, `[]`.
+    pub fn pretty(&self) -> String {
+        let mut out = String::with_capacity(self.0.len() * 2);
+        let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+        let newline = |out: &mut String, depth: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+        };
+        let mut chars = self.0.chars().peekable();
+        while let Some(ch) = chars.next() {
+            if in_string {
+                out.push(ch);
+                match (escaped, ch) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match ch {
+                '"' => {
+                    in_string = true;
+                    out.push(ch);
+                }
+                '{' | '[' => {
+                    out.push(ch);
+                    if matches!(chars.peek(), Some('}' | ']')) {
+                        out.extend(chars.next());
+                    } else {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                    out.push(ch);
+                }
+                ',' => {
+                    out.push(ch);
+                    newline(&mut out, depth);
+                }
+                ':' => out.push_str(": "),
+                _ => out.push(ch),
+            }
+        }
+        out
+    }
 }
 
 impl fmt::Display for Json {
@@ -182,6 +242,23 @@ struct Answer {
 struct AnswerEntry {
     value: Option<Box<RawValue>>,
     metadata: Option<Box<RawValue>>,
+    // PROTOCOL B7, present only when asked for with `details=true`.
+    ttl: Option<String>,
+    expires_in_ms: Option<u64>,
+    index: Option<u64>,
+}
+
+/// A register with the details regd adds on request (PROTOCOL B7).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Detailed {
+    /// Its value and metadata.
+    pub register: Register,
+    /// The ttl of its last publish (`None` if regd sent one this client cannot read).
+    pub ttl: Option<Duration>,
+    /// How long it has left, by regd's monotonic clock, when the answer was written.
+    pub expires_in: Duration,
+    /// The revision of its last change (PROTOCOL B1).
+    pub index: u64,
 }
 
 fn decode_answer(body: &str) -> Result<BTreeMap<String, AnswerEntry>, DecodeError> {
@@ -211,6 +288,37 @@ pub fn decode_snapshot(body: &str) -> Result<BTreeMap<String, Register>, DecodeE
         let value = raw_json(entry.value)?.unwrap_or_else(Json::null);
         let metadata = raw_json(entry.metadata)?.filter(|metadata| metadata.as_str() != "{}");
         registers.insert(name, Register { value, metadata });
+    }
+    Ok(registers)
+}
+
+/// Decodes a `GET /consumer?details=true` answer (PROTOCOL A4 with B7): registers by
+/// name with their ttl, time left and revision.
+pub fn decode_details(body: &str) -> Result<BTreeMap<String, Detailed>, DecodeError> {
+    let mut registers = BTreeMap::new();
+    for (name, entry) in decode_answer(body)? {
+        let (Some(expires_in_ms), Some(index)) = (entry.expires_in_ms, entry.index) else {
+            return Err(DecodeError {
+                message: format!(
+                    "regd answered without details for {}; it may predate details=true (PROTOCOL B7)",
+                    json_string(&name)
+                ),
+            });
+        };
+        let value = raw_json(entry.value)?.unwrap_or_else(Json::null);
+        let metadata = raw_json(entry.metadata)?.filter(|metadata| metadata.as_str() != "{}");
+        let ttl = entry
+            .ttl
+            .and_then(|text| duration::parse(&text).ok().flatten());
+        registers.insert(
+            name,
+            Detailed {
+                register: Register { value, metadata },
+                ttl,
+                expires_in: Duration::from_millis(expires_in_ms),
+                index,
+            },
+        );
     }
     Ok(registers)
 }
@@ -450,6 +558,42 @@ mod tests {
         assert_eq!(requests, [("x".to_string(), Json::from(true))]);
         assert_eq!(decode_error(r#"{"error":"bad"}"#).as_deref(), Some("bad"));
         assert_eq!(decode_error("<html>"), None);
+    }
+
+    #[test]
+    fn json_pretty_prints() {
+        let cases = [
+            ("1", "1"),
+            ("[]", "[]"),
+            (r#"{"a":{}}"#, "{\n  \"a\": {}\n}"),
+            (
+                r#"{"a":[1,2.50],"b:,{":"x,]\"y"}"#,
+                "{\n  \"a\": [\n    1,\n    2.50\n  ],\n  \"b:,{\": \"x,]\\\"y\"\n}",
+            ),
+        ];
+        for (text, pretty) in cases {
+            let json = Json::parse(text).unwrap();
+            assert_eq!(json.pretty(), pretty, "{text}");
+            assert_eq!(Json::parse(&json.pretty()).unwrap(), json, "{text}");
+        }
+        assert_eq!(Json::from(true).as_bool(), Some(true));
+        assert_eq!(Json::parse(" false ").unwrap().as_bool(), Some(false));
+        assert_eq!(Json::string("true").as_bool(), None);
+    }
+
+    #[test]
+    fn details_decode() {
+        let details = decode_details(
+            r#"{"registers":{"a":{"value":1,"metadata":{"u":"C"},"ttl":"1.5s","expires_in_ms":1200,"index":7},"b":{"value":null,"ttl":"?","expires_in_ms":0,"index":9}}}"#,
+        )
+        .unwrap();
+        assert_eq!(details["a"].register.value, Json::from(1));
+        assert_eq!(details["a"].ttl, Some(Duration::from_millis(1500)));
+        assert_eq!(details["a"].expires_in, Duration::from_millis(1200));
+        assert_eq!(details["a"].index, 7);
+        assert_eq!(details["b"].ttl, None);
+        let error = decode_details(r#"{"registers":{"a":{"value":1}}}"#).unwrap_err();
+        assert!(error.to_string().contains("details=true"), "{error}");
     }
 
     #[test]

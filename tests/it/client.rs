@@ -561,3 +561,31 @@ fn tokens_reach_a_guarded_regd_from_every_part_of_the_client() {
     }
     assert!(!daemon.stderr().contains(CONSUMER));
 }
+
+#[test]
+fn details_carry_ttl_time_left_and_revision() {
+    let daemon = Daemon::start(&[]);
+    let client = Client::new(&daemon.url()).unwrap();
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"a":{"value":1,"ttl":"30s"},"b":{"value":[2],"metadata":{"u":"C"}}}}"#,
+        )
+        .assert(204, "");
+    let all = client.details::<&str>(&[]).unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(all["a"].ttl, Some(Duration::from_secs(30)));
+    assert!(all["a"].expires_in > Duration::from_secs(20));
+    assert!(all["a"].expires_in <= Duration::from_secs(30));
+    assert_eq!(all["b"].ttl, Some(Duration::from_secs(10)));
+    assert_eq!(all["b"].register.metadata, Some(json(r#"{"u":"C"}"#)));
+    assert!(all["b"].index >= all["a"].index);
+    let before = all["a"].index;
+    daemon
+        .put("/provider", r#"{"registers":{"a":{"value":3}}}"#)
+        .assert(204, "");
+    let some = client.details(&["a", "missing"]).unwrap();
+    assert_eq!(some.keys().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(some["a"].register.value, Json::from(3));
+    assert!(some["a"].index > before);
+}

@@ -4,6 +4,8 @@
 mod support;
 
 mod access;
+#[cfg(feature = "tui")]
+mod browse;
 mod client;
 mod daemon;
 mod faults;

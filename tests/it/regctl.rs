@@ -202,7 +202,9 @@ fn help_version_and_usage_errors() {
     );
     assert!(succeeds(&daemon, &["--help"]).contains("commands:"));
     assert!(succeeds(&daemon, &["-h"]).contains("usage: regctl"));
-    for command in ["provide", "get", "set", "list", "watch", "delete", "bench"] {
+    for command in [
+        "provide", "get", "set", "list", "watch", "delete", "bench", "browse",
+    ] {
         for flag in ["--help", "-h"] {
             let help = succeeds(&daemon, &[command, flag]);
             assert!(
@@ -975,4 +977,11 @@ fn bench_measures_every_phase_and_removes_its_registers() {
     }
     never_shows_a_token(&stderr);
     never_shows_a_token(&String::from_utf8_lossy(&refused.stderr));
+}
+
+#[cfg(not(feature = "tui"))]
+#[test]
+fn browse_says_it_was_built_without_the_feature() {
+    let daemon = Daemon::start(&[]);
+    fails(&run(&daemon, &["browse"]), 1, &["built without", "tui"]);
 }
