@@ -16,3 +16,15 @@ pub mod logger;
 pub mod notify;
 pub mod protocol;
 pub mod server;
+
+/// An error and its causes on one line, `error: cause: cause`, the way both binaries
+/// report a failure (once, in `main`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}

@@ -85,13 +85,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(Error::ClosedPipe) => ExitCode::SUCCESS,
         Err(error) => {
-            let mut message = format!("regctl: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("regctl: {}", regd::error_chain(&error));
             match error {
                 Error::Usage(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,

@@ -195,13 +195,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let mut message = format!("regd: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("regd: {}", regd::error_chain(&error));
             match error {
                 Error::Usage(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,

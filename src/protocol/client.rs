@@ -178,36 +178,9 @@ impl From<i32> for Json {
 
 /// Removes insignificant white space from valid JSON text and bounds its nesting.
 fn compact(raw: &str) -> Result<String, JsonError> {
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
-    for ch in raw.chars() {
-        if in_string {
-            out.push(ch);
-            match (escaped, ch) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match ch {
-            ' ' | '\t' | '\n' | '\r' => continue,
-            '"' => in_string = true,
-            '[' | '{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(JsonError {
-                        message: format!("it nests deeper than {MAX_NESTING} levels"),
-                    });
-                }
-            }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        out.push(ch);
-    }
-    Ok(out)
+    super::compact_json(raw).map_err(|super::TooDeep| JsonError {
+        message: format!("it nests deeper than {MAX_NESTING} levels"),
+    })
 }
 
 /// A register as a consumer reads it.

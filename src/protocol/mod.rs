@@ -249,6 +249,21 @@ fn value_of(entry: &Entry<'_>, name: &str) -> Result<Value, ApiError> {
 
 /// Removes the insignificant white space of valid JSON text and bounds its nesting.
 fn compact(raw: &str, name: &str, field: &str) -> Result<String, ApiError> {
+    compact_json(raw).map_err(|TooDeep| {
+        ApiError::bad_request(format!(
+            "registers.{}.{field} nests deeper than {MAX_NESTING} levels",
+            json_string(name)
+        ))
+    })
+}
+
+/// JSON text nests deeper than [`MAX_NESTING`].
+pub(crate) struct TooDeep;
+
+/// Removes the insignificant white space of valid JSON text (so the same value is
+/// always stored and compared as the same text) and refuses nesting deeper than
+/// [`MAX_NESTING`]. Iterative: no input can exhaust the stack.
+pub(crate) fn compact_json(raw: &str) -> Result<String, TooDeep> {
     let mut out = String::with_capacity(raw.len());
     let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
     for ch in raw.chars() {
@@ -268,10 +283,7 @@ fn compact(raw: &str, name: &str, field: &str) -> Result<String, ApiError> {
             '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(ApiError::bad_request(format!(
-                        "registers.{}.{field} nests deeper than {MAX_NESTING} levels",
-                        json_string(name)
-                    )));
+                    return Err(TooDeep);
                 }
             }
             ']' | '}' => depth = depth.saturating_sub(1),
