@@ -444,7 +444,7 @@ fn provide_publishes_stdin_lines_and_skips_bad_ones() {
     let daemon = Daemon::start(&[]);
     let mut provider = Running::start(
         &daemon.url(),
-        &["provide", "temp", "20", r#"{"unit": "C"}"#, "--ttl", "1s"],
+        &["provide", "temp", "20", r#"{"unit": "C"}"#, "--ttl", "2s"],
     );
     wait_for(&daemon, "temp", Some("20"));
     assert_eq!(
@@ -464,11 +464,12 @@ fn provide_publishes_stdin_lines_and_skips_bad_ones() {
         "{}",
         provider.stderr()
     );
-    // Kept alive across several ttls (1 s): it never expires meanwhile.
+    // Kept alive across several ttls (2 s, refreshed every 1 s; a shorter ttl made a
+    // refresh delayed by a loaded machine look like a failure): it never expires.
     let started = Instant::now();
     wait_until("two and a half ttls", || {
         assert!(value(&daemon, "temp").is_some(), "the register expired");
-        started.elapsed() > Duration::from_millis(2500)
+        started.elapsed() > Duration::from_millis(5000)
     });
     provider.close_stdin();
     assert!(provider.wait_exit().success());
