@@ -79,11 +79,16 @@ pub fn parse(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
             .map_err(|error| ApiError::bad_request(format!("parameter wait: {error}")))?;
     }
     if let Some(text) = index.filter(|text| !text.is_empty()) {
-        query.index = Some(text.parse().map_err(|_| {
-            ApiError::bad_request(format!(
-                "parameter index must be a whole number (the X-Reg-Index of an earlier answer), got {text:?}"
-            ))
-        })?);
+        query.index = Some(match text.parse::<u64>() {
+            Ok(index) => index,
+            // Too large for any revision: it is from the future, which answers at once.
+            Err(_) if text.bytes().all(|byte| byte.is_ascii_digit()) => u64::MAX,
+            Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "parameter index must be a whole number (the X-Reg-Index of an earlier answer), got {text:?}"
+                )));
+            }
+        });
     }
     if let Some(text) = details {
         query.details = match text.as_str() {
@@ -195,6 +200,12 @@ mod tests {
 
     #[test]
     fn typed_parameters() {
+        let huge = parse("index=4649996415727488968163328", &NameLimits::default()).unwrap();
+        assert_eq!(
+            huge.index,
+            Some(u64::MAX),
+            "beyond any revision, not an error"
+        );
         let query = parse("wait=1.5s&index=42&details=true", &NameLimits::default()).unwrap();
         assert_eq!(query.wait, Some(Duration::from_millis(1500)));
         assert_eq!(query.index, Some(42));

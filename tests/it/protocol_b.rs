@@ -111,7 +111,13 @@ fn b1_nothing_changed_since_index_waits() {
 fn b1_unknowable_indexes_answer_at_once() {
     let daemon = Daemon::start(&[]);
     let current = daemon.get("/consumer").index();
-    for index in [current + 1, current + 1_000_000, 0, 1] {
+    for index in [
+        (current + 1).to_string(),
+        (current + 1_000_000).to_string(),
+        "0".to_string(),
+        "1".to_string(),
+        "4649996415727488968163328".to_string(),
+    ] {
         let started = Instant::now();
         daemon
             .get(&format!("/consumer?wait=20s&index={index}"))
