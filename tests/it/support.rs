@@ -455,17 +455,9 @@ pub fn registers(entries: &[(&str, &str)]) -> String {
     format!("{{\"registers\":{{{}}}}}", inner.join(","))
 }
 
-/// URL-encodes a query value.
+/// URL-encodes a query value (the client library's encoding).
 pub fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    regd::protocol::client::encode_component(text)
 }
 
 /// Starts a request on its own connection and thread; join for the answer.
