@@ -537,13 +537,15 @@ impl<T: Transport> Connection<'_, T> {
     /// Reads up to `wanted` more bytes, waiting no later than `deadline`. Returns 0 at
     /// the end of the stream; a timeout is an error.
     fn read_more(&mut self, wanted: usize, deadline: Instant) -> io::Result<usize> {
-        // Read on the stack and keep only what arrived: a parked keep-alive connection
-        // then holds a buffer the size of its request, not of the read chunk.
-        let mut chunk = [0u8; READ_CHUNK];
-        let wanted = wanted.min(READ_CHUNK);
-        let read = self.stream.read_before(&mut chunk[..wanted], deadline)?;
-        self.buffer.extend_from_slice(&chunk[..read]);
-        Ok(read)
+        // Read straight into the heap buffer, which `serve_on` gives back before a long
+        // poll. (Reading into a 4 KiB stack array instead touched one more stack page
+        // per thread for good: measured +4 KiB resident per held poll.)
+        let start = self.buffer.len();
+        self.buffer.resize(start + wanted.min(READ_CHUNK), 0);
+        let result = self.stream.read_before(&mut self.buffer[start..], deadline);
+        let read = *result.as_ref().unwrap_or(&0);
+        self.buffer.truncate(start + read);
+        result
     }
 
     fn write_response(
