@@ -165,9 +165,17 @@ pub fn decode_publish(
                         excerpt(raw.get())
                     ))
                 })?;
-                duration::parse(&text).map_err(|error| {
-                    ApiError::bad_request(format!("registers.{}.ttl: {error}", json_string(name)))
-                })?
+                if text.is_empty() {
+                    // An empty ttl is none: Go clients without `omitempty` send "".
+                    None
+                } else {
+                    duration::parse(&text).map_err(|error| {
+                        ApiError::bad_request(format!(
+                            "registers.{}.ttl: {error}",
+                            json_string(name)
+                        ))
+                    })?
+                }
             }
         };
         Ok(Publish {

@@ -40,6 +40,17 @@ pub struct Query {
 
 /// Parses a raw query string (the part after `?`, still URL-encoded).
 pub fn parse(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
+    parse_with(raw, limits, true)
+}
+
+/// Parses the query of `GET /provider` or `DELETE /provider`: `index` and `details`
+/// belong to `GET /consumer` (PROTOCOL B1, B7), so here they are unknown parameters,
+/// and ignored (A2).
+pub fn parse_provider(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
+    parse_with(raw, limits, false)
+}
+
+fn parse_with(raw: &str, limits: &NameLimits, consumer: bool) -> Result<Query, ApiError> {
     let mut query = Query::default();
     let mut names_list: Option<String> = None;
     let mut wait: Option<String> = None;
@@ -59,8 +70,8 @@ pub fn parse(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
             }
             "names" => &mut names_list,
             "wait" => &mut wait,
-            "index" => &mut index,
-            "details" => &mut details,
+            "index" if consumer => &mut index,
+            "details" if consumer => &mut details,
             _ => continue,
         };
         if slot.is_none() {
@@ -219,6 +230,18 @@ mod tests {
         }
         let first_wins = parse("wait=5s&wait=bogus", &NameLimits::default()).unwrap();
         assert_eq!(first_wins.wait, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn provider_queries_ignore_consumer_parameters() {
+        let query = parse_provider(
+            "name=a&index=x&details=maybe&wait=1s",
+            &NameLimits::default(),
+        )
+        .expect("index and details are unknown here");
+        assert_eq!(query.names, ["a"]);
+        assert_eq!((query.index, query.details), (None, false));
+        assert!(parse_provider("wait=soon", &NameLimits::default()).is_err());
     }
 
     #[test]

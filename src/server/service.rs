@@ -458,17 +458,14 @@ impl Service {
 
     /// `GET /provider` (PROTOCOL A5).
     fn take_requests(&self, request: &Request, peer: &dyn Peer) -> Result<Response, ApiError> {
-        let query = query::parse(&request.query, &self.config.name_limits)?;
+        let query = query::parse_provider(&request.query, &self.config.name_limits)?;
         let selection = Selection::from_names(&query.names);
         let deadline = self.poll_deadline(&query);
         let mut held: Option<HeldPoll<'_>> = None;
         loop {
             // Check before taking: requests must never go to a client that has left.
             if !peer.is_connected() {
-                return Ok(Response {
-                    close: true,
-                    ..Response::new(200, protocol::encode_requests(&[]))
-                });
+                return Ok(self.nothing_taken_for_a_departed_client());
             }
             let waker = Waker::for_current_thread();
             let outcome = self.with_state(|state, now| {
@@ -501,11 +498,18 @@ impl Service {
             let parked = waker.park_until(deadline.unwrap_or_else(Instant::now), peer);
             self.with_state(|state, _| state.cancel_wait(id));
             if let Parked::ClientLeft = parked {
-                return Ok(Response {
-                    close: true,
-                    ..Response::new(200, protocol::encode_requests(&[]))
-                });
+                return Ok(self.nothing_taken_for_a_departed_client());
             }
+        }
+    }
+
+    /// The answer for a provider poll whose client left (or whose socket was shut at
+    /// shutdown): nothing taken, the index as on every `GET /provider` (B1), and close.
+    fn nothing_taken_for_a_departed_client(&self) -> Response {
+        let revision = self.with_state(|state, _| state.revision());
+        Response {
+            close: true,
+            ..Response::new(200, protocol::encode_requests(&[])).with_index(revision)
         }
     }
 
@@ -529,7 +533,7 @@ impl Service {
 
     /// `DELETE /provider` (PROTOCOL B2).
     fn delete(&self, request: &Request) -> Result<Response, ApiError> {
-        let query = query::parse(&request.query, &self.config.name_limits)?;
+        let query = query::parse_provider(&request.query, &self.config.name_limits)?;
         if query.names.is_empty() {
             return Err(ApiError::bad_request(
                 "DELETE /provider needs at least one name parameter, such as ?name=sensor",

@@ -645,7 +645,7 @@ fn a6_real_client_durations_are_accepted_for_wait_and_ttl() {
 #[test]
 fn a6_invalid_durations_are_400() {
     let daemon = Daemon::start(&[]);
-    for duration in ["5", "", "abc", "5 s", "1d", "1.5", "s", "9999999999h"] {
+    for duration in ["5", "abc", "5 s", "1d", "1.5", "s", "9999999999h"] {
         daemon
             .put(
                 "/provider",
@@ -678,6 +678,7 @@ fn a7_missing_zero_or_negative_ttl_is_the_default() {
         ("b", r#","ttl":"0s""#),
         ("c", r#","ttl":"-5s""#),
         ("d", r#","ttl":null"#),
+        ("e", r#","ttl":"""#),
     ] {
         daemon
             .put(
@@ -815,7 +816,12 @@ fn a10_sigterm_answers_held_polls_at_once_and_exits_zero() {
             .join()
             .unwrap()
             .assert(200, r#"{"registers":{"a":{"value":1}}}"#);
-        provider.join().unwrap().assert(200, r#"{"registers":{}}"#);
+        let provider = provider.join().unwrap();
+        provider.assert(200, r#"{"registers":{}}"#);
+        assert!(
+            provider.index() > 0,
+            "GET /provider carries X-Reg-Index (B1)"
+        );
         let status = daemon.wait_exit();
         assert!(status.success(), "SIG{signal}: {status:?}");
         assert!(

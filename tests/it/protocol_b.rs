@@ -35,6 +35,13 @@ fn b1_every_get_carries_a_growing_positive_index() {
     assert!(daemon.get("/consumer").index() > second);
     let provider = daemon.get("/provider");
     assert!(provider.index() > second, "GET /provider carries it too");
+    // index and details belong to GET /consumer: elsewhere they are unknown, ignored.
+    daemon
+        .get("/provider?index=x&details=maybe")
+        .assert(200, r#"{"registers":{}}"#);
+    daemon
+        .request("DELETE", "/provider?name=zz&index=x", "")
+        .assert(204, "");
     // JavaScript clients must hold it exactly.
     assert!(provider.index() < 1 << 53);
 }
