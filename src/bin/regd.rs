@@ -420,17 +420,7 @@ impl Settings {
 
     /// A boolean flag: present, or its variable set to true/1/yes.
     fn switch(&mut self, flag: &'static str) -> Result<bool, Error> {
-        if self.args.contains(flag) {
-            return Ok(true);
-        }
-        let text = self.raw(flag)?;
-        match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" | "" => Ok(false),
-            _ => Err(Error::Usage(format!(
-                "{flag} (or its variable) must be true or false, got {text:?}"
-            ))),
-        }
+        Ok(self.args.contains(flag) || self.boolean_value(flag)?)
     }
 
     fn number<T: FromStr>(&mut self, flag: &'static str) -> Result<T, Error> {
@@ -465,7 +455,7 @@ impl Settings {
             "true" | "on" | "yes" | "1" => Ok(true),
             "false" | "off" | "no" | "0" => Ok(false),
             _ => Err(Error::Usage(format!(
-                "{flag} must be true or false, got {text:?}"
+                "{flag} (or its variable) must be true or false, got {text:?}"
             ))),
         }
     }
