@@ -90,28 +90,19 @@ impl Json {
     /// (numbers and key order still as written); empty objects and arrays stay `{}`, `[]`.
     pub fn pretty(&self) -> String {
         let mut out = String::with_capacity(self.0.len() * 2);
-        let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+        let mut strings = super::StringTracker::default();
+        let mut depth = 0usize;
         let newline = |out: &mut String, depth: usize| {
             out.push('\n');
             out.push_str(&"  ".repeat(depth));
         };
         let mut chars = self.0.chars().peekable();
         while let Some(ch) = chars.next() {
-            if in_string {
+            if strings.inside(ch) {
                 out.push(ch);
-                match (escaped, ch) {
-                    (true, _) => escaped = false,
-                    (false, '\\') => escaped = true,
-                    (false, '"') => in_string = false,
-                    _ => {}
-                }
                 continue;
             }
             match ch {
-                '"' => {
-                    in_string = true;
-                    out.push(ch);
-                }
                 '{' | '[' => {
                     out.push(ch);
                     if matches!(chars.peek(), Some('}' | ']')) {

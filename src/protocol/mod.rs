@@ -273,21 +273,15 @@ pub(crate) struct TooDeep;
 /// [`MAX_NESTING`]. Iterative: no input can exhaust the stack.
 pub(crate) fn compact_json(raw: &str) -> Result<String, TooDeep> {
     let mut out = String::with_capacity(raw.len());
-    let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+    let mut strings = StringTracker::default();
+    let mut depth = 0usize;
     for ch in raw.chars() {
-        if in_string {
+        if strings.inside(ch) {
             out.push(ch);
-            match (escaped, ch) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
             continue;
         }
         match ch {
             ' ' | '\t' | '\n' | '\r' => continue,
-            '"' => in_string = true,
             '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
@@ -300,6 +294,32 @@ pub(crate) fn compact_json(raw: &str) -> Result<String, TooDeep> {
         out.push(ch);
     }
     Ok(out)
+}
+
+/// Follows a character-by-character scan of valid JSON text, telling which characters
+/// belong to string literals (where white space and brackets are content).
+#[derive(Default)]
+pub(crate) struct StringTracker {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl StringTracker {
+    /// Feeds the next character; `true` when it is part of a string literal, its
+    /// quotes included.
+    pub(crate) fn inside(&mut self, ch: char) -> bool {
+        if self.in_string {
+            match (self.escaped, ch) {
+                (true, _) => self.escaped = false,
+                (false, '\\') => self.escaped = true,
+                (false, '"') => self.in_string = false,
+                _ => {}
+            }
+            return true;
+        }
+        self.in_string = ch == '"';
+        self.in_string
+    }
 }
 
 /// The start of a long text, for error messages.
