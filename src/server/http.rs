@@ -250,11 +250,14 @@ fn serve_on<T: Transport>(mut connection: Connection<'_, T>, service: &Service) 
                 return;
             }
         };
-        // A long poll may hold this thread for minutes: do not hold an empty read
-        // buffer with it. With nothing pipelined the buffer is empty here; the next
-        // request allocates a fresh one, sized to what arrives.
+        // A long poll may hold this thread for minutes, and an idle keep-alive
+        // connection for the read timeout: neither keeps more buffer than it holds
+        // bytes. With nothing pipelined the buffer is empty here; the next request
+        // allocates a fresh one, sized to what arrives.
         if connection.buffer.is_empty() {
             connection.buffer = Vec::new();
+        } else {
+            connection.buffer.shrink_to(READ_CHUNK);
         }
         let started = Instant::now();
         let mut response = service.handle(&request, &connection);
@@ -288,10 +291,6 @@ fn serve_on<T: Transport>(mut connection: Connection<'_, T>, service: &Service) 
         if close {
             connection.close_gently();
             return;
-        }
-        // Do not keep a large body's buffer for an idle connection.
-        if connection.buffer.capacity() > 2 * READ_CHUNK && connection.buffer.len() < READ_CHUNK {
-            connection.buffer.shrink_to(READ_CHUNK);
         }
     }
 }
