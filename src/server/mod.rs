@@ -124,7 +124,7 @@ pub struct Server {
     local_address: SocketAddr,
     shared: Arc<Shared>,
     /// The hang-up watcher's poll, until `run` hands it to its thread.
-    hangups_poll: Mutex<Option<mio::Poll>>,
+    hangups_poll: Option<mio::Poll>,
 }
 
 struct Shared {
@@ -204,7 +204,7 @@ impl Server {
             listener,
             local_address,
             shared,
-            hangups_poll: Mutex::new(Some(hangups_poll)),
+            hangups_poll: Some(hangups_poll),
         })
     }
 
@@ -226,13 +226,13 @@ impl Server {
     }
 
     /// Serves until shut down, then stops every thread it started.
-    pub fn run(self) -> Result<(), Error> {
+    pub fn run(mut self) -> Result<(), Error> {
         let shared = self.shared.clone();
         let reaper = thread::Builder::new()
             .name("regd-reaper".to_string())
             .spawn(move || shared.service.run_reaper())
             .map_err(Error::Thread)?;
-        let hangups = match self.hangups_poll.lock().take() {
+        let hangups = match self.hangups_poll.take() {
             Some(poll) => {
                 let shared = self.shared.clone();
                 Some(
