@@ -8,8 +8,6 @@
 //! ← [`protocol`] (JSON shapes, durations, errors as statuses) ← [`server`] (sockets and
 //! HTTP) and [`client`] (ureq) ← the `regd` and `regctl` binaries.
 
-#[cfg(feature = "tui")]
-pub mod browse;
 pub mod client;
 pub mod core;
 pub mod logger;

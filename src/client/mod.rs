@@ -10,7 +10,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use std::time::Duration;
+//! use std::time::{Duration, Instant};
 //! use regd::client::{Client, Json, ProviderEvent, Update};
 //!
 //! # fn main() -> Result<(), regd::client::Error> {
@@ -43,24 +43,25 @@
 //! # }
 //! ```
 
-pub mod bench;
 mod consumer;
 mod error;
 mod provider;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::Agent;
 
 use crate::protocol::client as wire;
-use crate::protocol::duration;
 
 pub use self::consumer::{Consumer, Update};
 pub use self::error::Error;
 pub use self::provider::{Provider, ProviderEvent};
 pub use crate::protocol::client::{Detailed, Json, JsonError, Register};
+/// The wire's duration grammar (Go's `time.ParseDuration` and `Duration.String`), for
+/// ttls and waits written the way regd reads and writes them.
+pub use crate::protocol::duration;
 
 /// The registry address used when neither an explicit URL nor `REGISTRY` is given.
 pub const DEFAULT_URL: &str = "http://localhost:8080";
@@ -80,6 +81,18 @@ const RETRY_CAP: Duration = Duration::from_secs(2);
 
 /// Registers named in one query string at most (keeps URLs well under regd's limits).
 const NAMES_PER_QUERY: usize = 100;
+
+/// What became of a change request that [`Client::request_and_wait`] waited for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// The register took the requested value in time.
+    Applied,
+    /// The time passed first; the register as it is now (`None`: it does not exist).
+    NotApplied {
+        /// What the register holds when the wait ended.
+        current: Option<Register>,
+    },
+}
 
 /// A handle on one regd. Cheap to clone; clones share a connection pool.
 #[derive(Clone, Debug)]
@@ -196,6 +209,36 @@ impl Client {
     /// Asks the provider of `name` to change it to `value` (PROTOCOL A8).
     pub fn request(&self, name: &str, value: &Json) -> Result<(), Error> {
         self.request_many(&[(name, value)])
+    }
+
+    /// Asks the provider of `name` to change it to `value`, then waits up to `timeout`
+    /// for the register to hold that value (one long poll with `index=` at a time, so
+    /// no change in between is missed). A register that holds `value` already counts as
+    /// applied.
+    pub fn request_and_wait(
+        &self,
+        name: &str,
+        value: &Json,
+        timeout: Duration,
+    ) -> Result<RequestOutcome, Error> {
+        let names = [name];
+        let deadline = Instant::now() + timeout;
+        let mut snapshot = self.poll(&names, None, None)?;
+        self.request(name, value)?;
+        loop {
+            let current = snapshot.registers.remove(name);
+            if current
+                .as_ref()
+                .is_some_and(|register| register.value == *value)
+            {
+                return Ok(RequestOutcome::Applied);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                return Ok(RequestOutcome::NotApplied { current });
+            }
+            snapshot = self.poll(&names, Some(left), snapshot.index)?;
+        }
     }
 
     /// Sends several change requests in one `PUT /consumer`.

@@ -360,109 +360,6 @@ pub fn encode_requests(entries: &[(&str, &Json)]) -> String {
     out
 }
 
-/// A JSON object from members whose values are already JSON text, in the given order.
-pub fn object<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::from("{");
-    for (position, (key, value)) in members.into_iter().enumerate() {
-        if position > 0 {
-            out.push(',');
-        }
-        out.push_str(&json_string(key));
-        out.push(':');
-        out.push_str(value);
-    }
-    out.push('}');
-    out
-}
-
-/// A JSON array from items that are already JSON text, in the given order.
-pub fn array<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(","))
-}
-
-/// A JSON number for a measurement: finite numbers as written with `decimals`
-/// decimals, anything else (which JSON cannot hold) as `null`.
-pub fn number(value: f64, decimals: usize) -> String {
-    if value.is_finite() {
-        format!("{value:.decimals$}")
-    } else {
-        "null".to_string()
-    }
-}
-
-/// A register as one JSON object: `{"value": V}` or `{"value": V, "metadata": M}`.
-pub fn encode_register(register: &Register) -> String {
-    let mut members = vec![("value", register.value.as_str())];
-    if let Some(metadata) = &register.metadata {
-        members.push(("metadata", metadata.as_str()));
-    }
-    object(members)
-}
-
-/// One register of a registers file (`regctl provide --file`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileEntry {
-    /// Its value (`null` when absent).
-    pub value: Json,
-    /// Its metadata object, if any.
-    pub metadata: Option<Json>,
-    /// Its ttl as written (a duration such as `"5s"`), if any.
-    pub ttl: Option<String>,
-}
-
-/// Decodes a registers file: `{NAME: {"value": V, "metadata": {...}, "ttl": "5s"}, ...}`.
-pub fn decode_registers_file(text: &str) -> Result<Vec<(String, FileEntry)>, DecodeError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Entry {
-        value: Option<Box<RawValue>>,
-        metadata: Option<Box<RawValue>>,
-        ttl: Option<String>,
-    }
-    let fail = |message: String| DecodeError { message };
-    let entries: BTreeMap<String, Entry> = serde_json::from_str(text).map_err(|error| {
-        fail(format!(
-            "expected an object such as {{\"name\": {{\"value\": 1, \"metadata\": {{}}, \"ttl\": \"5s\"}}}}: {error}"
-        ))
-    })?;
-    let mut decoded = Vec::with_capacity(entries.len());
-    for (name, entry) in entries {
-        let metadata = raw_json(entry.metadata)?.filter(|metadata| !metadata.is_null());
-        if metadata
-            .as_ref()
-            .is_some_and(|metadata| !metadata.is_object())
-        {
-            return Err(fail(format!(
-                "{}.metadata must be an object or null",
-                json_string(&name)
-            )));
-        }
-        decoded.push((
-            name,
-            FileEntry {
-                value: raw_json(entry.value)?.unwrap_or_else(Json::null),
-                metadata,
-                ttl: entry.ttl,
-            },
-        ));
-    }
-    Ok(decoded)
-}
-
-/// Decodes a JSON object of new values by name: `{"a": 1, "b": "on"}`.
-pub fn decode_values(text: &str) -> Result<Vec<(String, Json)>, DecodeError> {
-    let values: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_str(text).map_err(|error| DecodeError {
-            message: format!(
-                "expected an object of values by name such as {{\"lamp\": true}}: {error}"
-            ),
-        })?;
-    values
-        .into_iter()
-        .map(|(name, raw)| Ok((name, raw_json(Some(raw))?.unwrap_or_else(Json::null))))
-        .collect()
-}
-
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -586,26 +483,6 @@ mod tests {
             encode_requests(&[("x", &value)]),
             r#"{"registers":{"x":{"value":1}}}"#
         );
-        assert_eq!(object([("k", "1"), ("j", "\"s\"")]), r#"{"k":1,"j":"s"}"#);
         assert_eq!(encode_component("a b/é"), "a%20b%2F%C3%A9");
-    }
-
-    #[test]
-    fn registers_files_decode() {
-        let entries = decode_registers_file(
-            r#"{"a":{"value":1,"metadata":{"u":"C"},"ttl":"5s"},"b":{},"c":{"metadata":null}}"#,
-        )
-        .unwrap();
-        assert_eq!(entries.len(), 3);
-        assert_eq!(entries[0].1.ttl.as_deref(), Some("5s"));
-        assert_eq!(entries[1].1.value, Json::null());
-        assert_eq!(entries[2].1.metadata, None);
-        assert!(decode_registers_file(r#"{"a":{"metadata":[1]}}"#).is_err());
-        assert!(decode_registers_file(r#"{"a":{"valu":1}}"#).is_err());
-        assert!(decode_registers_file("[]").is_err());
-        let values = decode_values(r#"{"b": [1], "a": null}"#).unwrap();
-        assert_eq!(values[0], ("a".to_string(), Json::null()));
-        assert_eq!(values[1].1.as_str(), "[1]");
-        assert!(decode_values("5").is_err());
     }
 }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use regd::client::{Client, Consumer, Error, Json, Provider, ProviderEvent, Update};
+use regd::client::{
+    Client, Consumer, Error, Json, Provider, ProviderEvent, RequestOutcome, Update,
+};
 
 use crate::support::*;
 
@@ -362,6 +364,52 @@ fn change_requests_reach_the_provider() {
     assert_eq!(
         client.get(&["door"]).unwrap()["door"].value,
         Json::string("open")
+    );
+}
+
+#[test]
+fn request_and_wait_says_whether_the_provider_applied_it() {
+    let daemon = Daemon::start(&[]);
+    let client = Client::new(&daemon.url()).unwrap();
+    let provider = client.provider();
+    provider
+        .publish("lamp", Json::from(false), None, TTL)
+        .unwrap();
+    // The provider applies what it is asked, on its own thread.
+    let applier = std::thread::spawn({
+        let provider = provider;
+        move || {
+            let (name, value) = next_request(&provider);
+            provider.update(&name, value).unwrap();
+            provider
+        }
+    });
+    assert_eq!(
+        client
+            .request_and_wait("lamp", &Json::from(true), PATIENCE)
+            .unwrap(),
+        RequestOutcome::Applied
+    );
+    let provider = applier.join().unwrap();
+    // A request nobody applies ends with the value as it is.
+    assert_eq!(
+        client
+            .request_and_wait("lamp", &Json::from(7), Duration::from_millis(200))
+            .unwrap(),
+        RequestOutcome::NotApplied {
+            current: Some(regd::client::Register {
+                value: Json::from(true),
+                metadata: None
+            })
+        }
+    );
+    assert_eq!(next_request(&provider), ("lamp".into(), Json::from(7)));
+    // A register that does not exist cannot take anything.
+    assert_eq!(
+        client
+            .request_and_wait("ghost", &Json::from(1), Duration::from_millis(100))
+            .unwrap(),
+        RequestOutcome::NotApplied { current: None }
     );
 }
 

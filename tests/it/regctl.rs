@@ -200,10 +200,16 @@ fn help_version_and_usage_errors() {
         succeeds(&daemon, &["--version"]),
         format!("regctl {}\n", env!("CARGO_PKG_VERSION"))
     );
+    // `regctl version`, the original command line's `reg version`, says the same.
+    assert_eq!(
+        succeeds(&daemon, &["version"]),
+        format!("regctl {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    fails(&run(&daemon, &["version", "x"]), 2, &["takes no arguments"]);
     assert!(succeeds(&daemon, &["--help"]).contains("commands:"));
     assert!(succeeds(&daemon, &["-h"]).contains("usage: regctl"));
     for command in [
-        "provide", "get", "set", "list", "watch", "delete", "bench", "browse",
+        "provide", "get", "set", "list", "watch", "delete", "bench", "browse", "version",
     ] {
         for flag in ["--help", "-h"] {
             let help = succeeds(&daemon, &[command, flag]);

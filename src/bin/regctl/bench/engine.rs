@@ -1,26 +1,10 @@
-//! The engine of `regctl bench`: measures a running regd through this client — request
+//! The engine of `regctl bench`: measures a running regd through `regd::client` — request
 //! rates and latency percentiles of publishing, reading, the change-request round trip
 //! and the wake of a waiting consumer. Invariants: every loop is bounded in time (the
 //! phase's deadline) and in count ([`MAX_SAMPLES_PER_THREAD`]); every thread is named
-//! `regd-client-bench-…` and joined before its phase ends; only registers under the
+//! `regctl-bench-…` and joined before its phase ends; only registers under the
 //! bench's own prefix are written, and they (and any change request left for them) are
 //! removed before [`Bench::run`] returns — also when a phase fails or is stopped.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use regd::client::Client;
-//! use regd::client::bench::{Bench, Settings};
-//!
-//! # fn main() -> Result<(), regd::client::Error> {
-//! let client = Client::from_env()?;
-//! let bench = Bench::new(&client, Settings::new("my-bench.", 2, Duration::from_secs(1), 4))?;
-//! let report = bench.run()?;
-//! for row in &report.measurements {
-//!     println!("{}: {:.0}/s, p50 {:?}", row.phase.label(), row.per_second(), row.p50);
-//! }
-//! # Ok(())
-//! # }
-//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{Client, Error, Json};
+use regd::client::{Client, Error, Json};
 
 /// The most latency samples one thread keeps in one phase (so memory stays bounded
 /// whatever the duration and speed).
@@ -238,11 +222,6 @@ impl Bench {
         })
     }
 
-    /// The registers the bench writes (and removes at the end).
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// A handle that stops the bench from another thread.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
@@ -314,7 +293,7 @@ impl Bench {
                     let client = self.client.with_own_connection();
                     let abort = &abort;
                     thread::Builder::new()
-                        .name(format!("regd-client-bench-{}-{connection}", phase.key()))
+                        .name(format!("regctl-bench-{}-{connection}", phase.key()))
                         .spawn_scoped(scope, move || {
                             let result =
                                 self.request_loop(phase, connection, &client, deadline, abort);
@@ -374,7 +353,7 @@ impl Bench {
                 let done = Arc::new(AtomicBool::new(false));
                 let spawn = |role: &str| {
                     thread::Builder::new()
-                        .name(format!("regd-client-bench-{}-{role}-{pair}", phase.key()))
+                        .name(format!("regctl-bench-{}-{role}-{pair}", phase.key()))
                 };
                 let waiter_client = self.client.with_own_connection();
                 let waiter_done = done.clone();

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::client::{Detailed, Json, Register};
+use regd::client::{Detailed, Json, Register};
 
 /// How long a register that expired or was deleted stays on screen, marked.
 pub const GONE_FOR: Duration = Duration::from_secs(5);

@@ -1,16 +1,13 @@
 //! `regctl browse`, the live terminal browser: the event loop that glues a consumer of
 //! every register, key and resize events, a worker for details and change requests, and
-//! a clock tick to the [`model`], and draws it with [`view`] after each event. It owns
+//! a clock tick to the [`super::model`], and draws it with [`super::view`] after each event. It owns
 //! the terminal: raw mode and the alternate screen are entered once and always left —
 //! on return, on error, and on panic (a panic hook restores the terminal before the
 //! panic message is printed). Invariants: the loop never blocks on the network (HTTP
 //! happens on the consumer's and the worker's threads); every thread it starts is named
 //! `regctl-browse-…` and joined before `run` returns (the input thread within a grace
 //! period: see `Joined::join_within`); SIGTERM, SIGHUP and SIGINT quit
-//! like `q`; it talks to regd only through `crate::client`.
-
-pub mod model;
-pub mod view;
+//! like `q`; it talks to regd only through `regd::client`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,9 +25,10 @@ use ratatui::backend::CrosstermBackend;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::client::{self, Client, Detailed, Json, Update};
+use regd::client::{self, Client, Detailed, Json, Update};
 
-use self::model::{Action, Key, Model};
+use super::model::{Action, Key, Model};
+use super::view;
 
 /// How often details (ttl, time left, revision) are read while nothing changes: a
 /// refresh that changes nothing wakes no consumer, so only this notices it.

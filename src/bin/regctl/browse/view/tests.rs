@@ -10,7 +10,7 @@ use ratatui::style::Color;
 
 use super::*;
 use crate::browse::model::Key;
-use crate::client::{Detailed, Json, Register};
+use regd::client::{Detailed, Json, Register};
 
 const COLOR: Theme = Theme { color: true };
 

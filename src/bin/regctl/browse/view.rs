@@ -220,7 +220,7 @@ fn draw_details(
                 "revision {}   ttl {}   ",
                 row.index.map_or("…".to_string(), |index| index.to_string()),
                 row.ttl.map_or("…".to_string(), |ttl| {
-                    crate::protocol::duration::format(ttl)
+                    regd::client::duration::format(ttl)
                 }),
             ))];
             facts.push(match row.gone {
