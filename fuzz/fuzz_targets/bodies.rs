@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use regd::protocol::{self, query::NameLimits};
+use regd::fuzzing::{NameLimits, publish, requests};
 
 fuzz_target!(|data: &[u8]| {
     let limits = NameLimits::default();
-    if let Ok(entries) = protocol::decode_publish(data, Duration::from_secs(10), &limits) {
+    if let Ok(entries) = publish::decode(data, Duration::from_secs(10), &limits) {
         for (name, publish) in &entries {
             assert!(name.len() <= limits.max_name_bytes);
             // The stored texts are valid JSON (numbers of any size included) and compact.
@@ -23,8 +23,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Ok(requests) = protocol::decode_requests(data, &limits) {
-        let encoded = protocol::encode_requests(&requests);
+    if let Ok(requests) = requests::decode_body(data, &limits) {
+        let encoded = requests::encode(
+            requests
+                .iter()
+                .map(|(name, value)| (&**name, value.as_str())),
+        );
         let _: Box<serde_json::value::RawValue> =
             serde_json::from_str(&encoded).expect("answer is JSON");
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use regd::server::{HttpLimits, Service, ServiceConfig, serve_bytes};
+use regd::fuzzing::{HttpLimits, Service, ServiceConfig, serve_bytes};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, input)) = data.split_first() else {

@@ -1,6 +1,6 @@
 //! A blocking client for regd: one-shot reads and writes, a [`Consumer`] that follows
 //! registers, and a [`Provider`] that keeps registers alive and takes change requests.
-//! This module owns every use of ureq; JSON shapes come from [`crate::protocol::client`].
+//! This module owns every use of ureq; JSON shapes and query strings come from `crate::protocol`.
 //! Invariants: every HTTP timeout is longer than the `wait` the request asked the server
 //! for; background threads are named `regd-client-…` and joined when their owner is
 //! closed or dropped; no lock is held across I/O; every request — one-shot or from a
@@ -53,15 +53,17 @@ use std::time::{Duration, Instant};
 
 use ureq::Agent;
 
-use crate::protocol::client as wire;
-
 pub use self::consumer::{Consumer, Update};
 pub use self::error::Error;
 pub use self::provider::{Provider, ProviderEvent};
-pub use crate::protocol::client::{Detailed, Json, JsonError, Register};
 /// The wire's duration grammar (Go's `time.ParseDuration` and `Duration.String`), for
 /// ttls and waits written the way regd reads and writes them.
 pub use crate::protocol::duration;
+pub use crate::protocol::envelope::DecodeError;
+pub use crate::protocol::json::{Json, JsonError};
+use crate::protocol::publish::{self, PublishEntry};
+pub use crate::protocol::snapshot::{Detailed, Register};
+use crate::protocol::{query, requests, snapshot};
 
 /// The registry address used when neither an explicit URL nor `REGISTRY` is given.
 pub const DEFAULT_URL: &str = "http://localhost:8080";
@@ -243,7 +245,7 @@ impl Client {
 
     /// Sends several change requests in one `PUT /consumer`.
     pub fn request_many(&self, requests: &[(&str, &Json)]) -> Result<(), Error> {
-        let body = wire::encode_requests(requests);
+        let body = requests::encode(requests.iter().map(|(name, value)| (*name, value.as_str())));
         self.http
             .send(&self.http.agent, "PUT", "/consumer", Some(body), None)?;
         Ok(())
@@ -256,9 +258,9 @@ impl Client {
         &self,
         registers: &[(&str, &Json, Option<&Json>, Duration)],
     ) -> Result<(), Error> {
-        let entries: Vec<wire::PublishEntry<'_>> = registers
+        let entries: Vec<PublishEntry<'_>> = registers
             .iter()
-            .map(|(name, value, metadata, ttl)| wire::PublishEntry {
+            .map(|(name, value, metadata, ttl)| PublishEntry {
                 name,
                 value,
                 metadata: *metadata,
@@ -359,13 +361,13 @@ fn new_agent(timeout: Duration) -> Agent {
         .into()
 }
 
-/// `name=a&name=b` with each name URL-encoded.
-fn names_query<S: AsRef<str>>(names: &[S]) -> String {
-    names
-        .iter()
-        .map(|name| format!("name={}", wire::encode_component(name.as_ref())))
-        .collect::<Vec<_>>()
-        .join("&")
+/// A request target: `path`, with `?query` when there is one.
+fn target(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 /// An answer with a success status.
@@ -426,27 +428,10 @@ impl Http {
         wait: Option<Duration>,
         index: Option<u64>,
     ) -> Result<Snapshot, Error> {
-        let mut query = names_query(names);
-        let mut add = |parameter: String| {
-            if !query.is_empty() {
-                query.push('&');
-            }
-            query.push_str(&parameter);
-        };
-        if let Some(wait) = wait {
-            add(format!("wait={}", duration::format(wait)));
-        }
-        if let Some(index) = index {
-            add(format!("index={index}"));
-        }
-        let path = if query.is_empty() {
-            "/consumer".to_string()
-        } else {
-            format!("/consumer?{query}")
-        };
+        let path = target("/consumer", &query::encode(names, wait, index, false));
         let answer = self.send(agent, "GET", &path, None, wait)?;
-        let registers = wire::decode_snapshot(&answer.body)
-            .map_err(|error| Error::Protocol(error.to_string()))?;
+        let registers =
+            snapshot::decode(&answer.body).map_err(|error| Error::Protocol(error.to_string()))?;
         Ok(Snapshot {
             registers,
             index: answer.index,
@@ -458,14 +443,9 @@ impl Http {
         agent: &Agent,
         names: &[S],
     ) -> Result<BTreeMap<String, Detailed>, Error> {
-        let query = names_query(names);
-        let path = if query.is_empty() {
-            "/consumer?details=true".to_string()
-        } else {
-            format!("/consumer?{query}&details=true")
-        };
+        let path = target("/consumer", &query::encode(names, None, None, true));
         let answer = self.send(agent, "GET", &path, None, None)?;
-        wire::decode_details(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
+        snapshot::decode_details(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
     }
 
     fn take_requests<S: AsRef<str>>(
@@ -474,24 +454,21 @@ impl Http {
         names: &[S],
         wait: Option<Duration>,
     ) -> Result<Vec<(String, Json)>, Error> {
-        let mut path = format!("/provider?{}", names_query(names));
-        if let Some(wait) = wait {
-            path.push_str(&format!("&wait={}", duration::format(wait)));
-        }
+        let path = target("/provider", &query::encode(names, wait, None, false));
         let answer = self.send(agent, "GET", &path, None, wait)?;
-        wire::decode_requests(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
+        requests::decode_answer(&answer.body).map_err(|error| Error::Protocol(error.to_string()))
     }
 
     fn delete<S: AsRef<str>>(&self, agent: &Agent, names: &[S]) -> Result<(), Error> {
         for chunk in names.chunks(NAMES_PER_QUERY) {
-            let path = format!("/provider?{}", names_query(chunk));
+            let path = target("/provider", &query::encode(chunk, None, None, false));
             self.send(agent, "DELETE", &path, None, None)?;
         }
         Ok(())
     }
 
-    fn publish(&self, agent: &Agent, entries: &[wire::PublishEntry<'_>]) -> Result<(), Error> {
-        let body = wire::encode_publish(entries);
+    fn publish(&self, agent: &Agent, entries: &[PublishEntry<'_>]) -> Result<(), Error> {
+        let body = publish::encode(entries);
         self.send(agent, "PUT", "/provider", Some(body), None)?;
         Ok(())
     }
@@ -550,7 +527,7 @@ impl Http {
             .and_then(|value| value.parse().ok());
         let body = response.body_mut().read_to_string().map_err(transport)?;
         if !(200..300).contains(&status) {
-            let message = wire::decode_error(&body).unwrap_or_else(|| {
+            let message = crate::protocol::error::message_of(&body).unwrap_or_else(|| {
                 if body.trim().is_empty() {
                     "no explanation given".to_string()
                 } else {
@@ -590,13 +567,5 @@ mod tests {
         for (url, expected) in cases {
             assert_eq!(base_url(url).ok().as_deref(), expected, "{url}");
         }
-    }
-
-    #[test]
-    fn names_are_url_encoded() {
-        assert_eq!(
-            names_query(&["a b", "x/y", "é"]),
-            "name=a%20b&name=x%2Fy&name=%C3%A9"
-        );
     }
 }

@@ -18,7 +18,7 @@ use ureq::Agent;
 
 use super::worker::{self, Backoff, Outbox};
 use super::{Error, Http, Json, POLL_WAIT, RETRY_CAP, RETRY_FIRST};
-use crate::protocol::client::PublishEntry;
+use crate::protocol::publish::PublishEntry;
 
 /// What a provider learns.
 #[derive(Clone, Debug)]

@@ -108,7 +108,7 @@ pub struct RegisterView {
 
 /// A consistent read: the registers that exist and the revision they were read at.
 #[derive(Clone, Debug)]
-pub struct Snapshot {
+pub struct Reading {
     /// Registers in selection order (by name for [`Selection::All`]).
     pub registers: Vec<RegisterView>,
     /// The global revision at the time of the read.
@@ -367,7 +367,7 @@ impl<W> Registry<W> {
     }
 
     /// The registers of `selection` that exist now.
-    pub fn snapshot(&mut self, now: Instant, selection: &Selection) -> Snapshot {
+    pub fn read(&mut self, now: Instant, selection: &Selection) -> Reading {
         self.expire(now);
         let view = |name: &Name, register: &Register| RegisterView {
             name: name.clone(),
@@ -392,7 +392,7 @@ impl<W> Registry<W> {
                 })
                 .collect(),
         };
-        Snapshot {
+        Reading {
             registers,
             revision: self.revision,
         }
@@ -446,6 +446,7 @@ impl<W> Registry<W> {
     }
 
     /// Whether a change request is pending for any name of `selection`.
+    #[cfg(test)]
     pub fn has_requests(&self, selection: &Selection) -> bool {
         match selection {
             Selection::All => !self.pending.is_empty(),

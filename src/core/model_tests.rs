@@ -286,7 +286,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Read(indexes) => {
                 let (selection, set) = selection(&indexes);
-                let snapshot = registry.snapshot(now, &selection);
+                let snapshot = registry.read(now, &selection);
                 model.expire(now);
                 let got: Vec<(String, String, Option<String>, u64, Duration)> = snapshot
                     .registers

@@ -47,7 +47,7 @@ impl Fixture {
 
     fn read(&mut self, names: &[&str]) -> Vec<(String, String)> {
         self.registry
-            .snapshot(self.now, &Selection::from_names(names))
+            .read(self.now, &Selection::from_names(names))
             .registers
             .into_iter()
             .map(|view| (view.name.to_string(), view.value.as_str().to_string()))
@@ -95,7 +95,7 @@ fn publish_creates_and_reads_in_order() {
         f.read(&["b", "missing", "a"]),
         vec![("b".into(), "2".into()), ("a".into(), "1".into())]
     );
-    let snapshot = f.registry.snapshot(f.now, &names(&["a"]));
+    let snapshot = f.registry.read(f.now, &names(&["a"]));
     assert_eq!(
         snapshot.registers[0].metadata.as_ref().map(Value::as_str),
         Some(r#"{"unit":"C"}"#)
@@ -499,7 +499,7 @@ fn details_report_ttl_time_left_and_revision() {
     let created = f.registry.revision();
     f.advance(4 * SECOND);
     f.publish("y", "1", None, SECOND);
-    let view = f.registry.snapshot(f.now, &names(&["x"])).registers[0].clone();
+    let view = f.registry.read(f.now, &names(&["x"])).registers[0].clone();
     assert_eq!(view.ttl, 10 * SECOND);
     assert_eq!(view.expires_in, 6 * SECOND);
     assert_eq!(view.revision, created);

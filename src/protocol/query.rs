@@ -1,12 +1,17 @@
-//! Query strings of the two GETs and of `DELETE /provider` (PROTOCOL A2, B1, B7):
-//! URL decoding, the `name`/`names` rules, and the typed parameters. Invariant: names
-//! come out exactly as the client meant them, in order; a malformed parameter is an
-//! error that names it, never a silent default.
+//! Query strings of the two GETs and of `DELETE /provider` (PROTOCOL A2, B1, B7), both
+//! ways: the server parses them (URL decoding, the `name`/`names` rules, the typed
+//! parameters, the name limits) and the client writes them with [`encode`]. Invariants:
+//! names come out exactly as the client meant them, in order; a malformed parameter is
+//! an error that names it, never a silent default; what [`encode`] writes, [`parse`]
+//! reads back as the same names and parameters.
 
 use std::time::Duration;
 
-use super::{ApiError, duration};
+use super::duration;
+#[cfg(feature = "server")]
+use super::error::ApiError;
 
+#[cfg(feature = "server")]
 /// Limits on the names one request may carry (PROTOCOL B4).
 #[derive(Clone, Copy, Debug)]
 pub struct NameLimits {
@@ -16,15 +21,18 @@ pub struct NameLimits {
     pub max_names: usize,
 }
 
+#[cfg(feature = "server")]
 impl Default for NameLimits {
+    /// The daemon's defaults (`--max-name`, `--max-names`); this is their one source.
     fn default() -> Self {
         NameLimits {
-            max_name_bytes: 256,
+            max_name_bytes: 1_024,
             max_names: 1_000,
         }
     }
 }
 
+#[cfg(feature = "server")]
 /// The parameters of a `GET /consumer`, `GET /provider` or `DELETE /provider`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Query {
@@ -38,11 +46,13 @@ pub struct Query {
     pub details: bool,
 }
 
+#[cfg(feature = "server")]
 /// Parses a raw query string (the part after `?`, still URL-encoded).
 pub fn parse(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
     parse_with(raw, limits, true)
 }
 
+#[cfg(feature = "server")]
 /// Parses the query of `GET /provider` or `DELETE /provider`: `index` and `details`
 /// belong to `GET /consumer` (PROTOCOL B1, B7), so here they are unknown parameters,
 /// and ignored (A2).
@@ -50,6 +60,7 @@ pub fn parse_provider(raw: &str, limits: &NameLimits) -> Result<Query, ApiError>
     parse_with(raw, limits, false)
 }
 
+#[cfg(feature = "server")]
 fn parse_with(raw: &str, limits: &NameLimits, consumer: bool) -> Result<Query, ApiError> {
     let mut query = Query::default();
     let mut names_list: Option<String> = None;
@@ -115,6 +126,7 @@ fn parse_with(raw: &str, limits: &NameLimits, consumer: bool) -> Result<Query, A
     Ok(query)
 }
 
+#[cfg(feature = "server")]
 fn check_name(name: &str, limits: &NameLimits) -> Result<(), ApiError> {
     if name.len() > limits.max_name_bytes {
         return Err(ApiError::bad_request(format!(
@@ -126,6 +138,7 @@ fn check_name(name: &str, limits: &NameLimits) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[cfg(feature = "server")]
 fn check_count(count: usize, limits: &NameLimits) -> Result<(), ApiError> {
     if count > limits.max_names {
         return Err(ApiError::bad_request(format!(
@@ -136,10 +149,50 @@ fn check_count(count: usize, limits: &NameLimits) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[cfg(feature = "server")]
 fn bad_parameter(parameter: &str, error: &str) -> ApiError {
     ApiError::bad_request(format!("parameter {parameter}: {error}"))
 }
 
+/// Writes a query string: `name=` for each name (URL-encoded), then `wait` (Go's
+/// format), `index` and `details=true` when given. [`parse`] reads it back as the same
+/// query, except that a zero `wait` reads back as none (both answer at once).
+pub fn encode<S: AsRef<str>>(
+    names: &[S],
+    wait: Option<Duration>,
+    index: Option<u64>,
+    details: bool,
+) -> String {
+    let mut parameters: Vec<String> = names
+        .iter()
+        .map(|name| format!("name={}", encode_component(name.as_ref())))
+        .collect();
+    if let Some(wait) = wait {
+        parameters.push(format!("wait={}", duration::format(wait)));
+    }
+    if let Some(index) = index {
+        parameters.push(format!("index={index}"));
+    }
+    if details {
+        parameters.push("details=true".to_string());
+    }
+    parameters.join("&")
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(feature = "server")]
 /// Form decoding: `+` is a space, `%XX` a byte; the result must be UTF-8.
 fn decode(text: &str) -> Result<String, String> {
     if !text.contains(['%', '+']) {
@@ -170,7 +223,7 @@ fn decode(text: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "the decoded text is not valid UTF-8".to_string())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests {
     use super::*;
 
@@ -271,5 +324,40 @@ mod tests {
         refused("name=a&name=b&name=c", &limits, "at most 2 registers");
         refused("names=a,b,c", &limits, "at most 2 registers");
         refused("names=abcdef", &limits, "at most 4 bytes");
+    }
+
+    #[test]
+    fn what_is_encoded_parses_back() {
+        assert_eq!(encode::<&str>(&[], None, None, false), "");
+        assert_eq!(
+            encode(&["a b", "x/y", "é"], None, None, false),
+            "name=a%20b&name=x%2Fy&name=%C3%A9"
+        );
+        let names = ["a b", "x/y,z", "é+%", "", "__proto__", "1&wait=5s"];
+        let limits = NameLimits::default();
+        for wait in [
+            None,
+            Some(Duration::from_millis(1500)),
+            Some(Duration::from_secs(3600)),
+        ] {
+            for index in [None, Some(0), Some(u64::MAX)] {
+                for details in [false, true] {
+                    let raw = encode(&names, wait, index, details);
+                    let query = parse(&raw, &limits).expect(&raw);
+                    assert_eq!(
+                        query,
+                        Query {
+                            names: names.iter().map(|name| name.to_string()).collect(),
+                            wait,
+                            index,
+                            details
+                        },
+                        "{raw}"
+                    );
+                }
+            }
+        }
+        let zero = parse(&encode(&["a"], Some(Duration::ZERO), None, false), &limits).unwrap();
+        assert_eq!(zero.wait, None);
     }
 }

@@ -16,7 +16,8 @@ use crate::protocol::ApiError;
 
 use super::hangups::{Hangups, Nudge, Watch};
 
-use super::service::{Peer, Request, Response, Service};
+use super::exchange::{Peer, Request, Response};
+use super::service::Service;
 
 /// Size and time limits of the connection layer (PROTOCOL B4).
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::core::{Snapshot, Stats};
+use crate::core::{Reading, Stats};
 use crate::protocol;
 
 type RequestKey = (&'static str, &'static str, u16);
@@ -69,7 +69,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, stats: &Stats, held_polls: usize, registers: &Snapshot) -> String {
+    pub fn render(&self, stats: &Stats, held_polls: usize, registers: &Reading) -> String {
         let mut out = String::with_capacity(2048 + registers.registers.len() * 48);
         family(
             &mut out,
@@ -174,7 +174,7 @@ impl Metrics {
             "Numeric and boolean register values (true is 1, false is 0), by register name.",
         );
         for view in &registers.registers {
-            if let Some(value) = protocol::numeric_value(&view.value) {
+            if let Some(value) = protocol::json::numeric_value(&view.value) {
                 let _ = writeln!(
                     out,
                     "regd_register_value{{name=\"{}\"}} {}",

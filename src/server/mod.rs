@@ -6,9 +6,12 @@
 //! waited for up to the shutdown grace period, before [`Server::run`] returns.
 
 pub mod access;
+mod exchange;
 mod hangups;
 mod http;
 mod metrics;
+mod parking;
+mod registry;
 mod service;
 mod web;
 
@@ -25,9 +28,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 
+pub use exchange::{AlwaysConnected, Peer, Request, Response};
 pub use http::{HttpLimits, serve_bytes};
 pub use metrics::Metrics;
-pub use service::{AlwaysConnected, Peer, Request, Response, Service, ServiceConfig};
+pub use registry::{Clock, SystemClock};
+pub use service::{Service, ServiceConfig};
 
 use crate::protocol::ApiError;
 

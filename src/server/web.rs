@@ -8,7 +8,7 @@
 
 use crate::protocol::ApiError;
 
-use super::service::{Request, Response};
+use super::exchange::{Request, Response};
 
 /// No inline script or style, no eval, nothing from elsewhere: names, values and
 /// metadata on the page are untrusted, and the page renders them as text only.

@@ -1,13 +1,11 @@
-//! Decoding and encoding of the JSON shapes, data-driven.
+//! Decoding and encoding of `PUT /provider` bodies, data-driven.
 
 use super::*;
-use crate::core::{Limits, Registry, Selection};
-use std::time::Instant;
 
 const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 fn publish(body: &str) -> Result<Vec<(Name, Publish)>, ApiError> {
-    decode_publish(body.as_bytes(), DEFAULT_TTL, &query::NameLimits::default())
+    decode(body.as_bytes(), DEFAULT_TTL, &NameLimits::default())
 }
 
 #[track_caller]
@@ -140,7 +138,10 @@ fn nesting_is_bounded() {
         )
     };
     assert!(publish(&deep(100)).is_ok());
-    refused(&deep(MAX_NESTING + 1), "nests deeper than 128");
+    refused(
+        &deep(crate::protocol::json::MAX_NESTING + 1),
+        "nests deeper than 128",
+    );
     // Far deeper than the parser's own recursion limit: still a clear 400.
     let error = publish(&deep(100_000)).expect_err("too deep");
     assert_eq!(error.status, 400);
@@ -148,18 +149,18 @@ fn nesting_is_bounded() {
 
 #[test]
 fn name_limits_apply_to_bodies() {
-    let limits = query::NameLimits {
+    let limits = NameLimits {
         max_name_bytes: 3,
         max_names: 2,
     };
-    let long = decode_publish(
+    let long = decode(
         br#"{"registers":{"abcd":{"value":1}}}"#,
         DEFAULT_TTL,
         &limits,
     )
     .expect_err("name too long");
     assert!(long.message.contains("at most 3"), "{}", long.message);
-    let many = decode_requests(
+    let many = crate::protocol::requests::decode_body(
         br#"{"registers":{"a":{"value":1},"b":{"value":1},"c":{"value":1}}}"#,
         &limits,
     )
@@ -168,79 +169,32 @@ fn name_limits_apply_to_bodies() {
 }
 
 #[test]
-fn requests_decode() {
-    let decoded = decode_requests(
-        br#"{"registers":{"a":{"value":true},"b":{},"c":{"value":{"x" : 1}}}}"#,
-        &query::NameLimits::default(),
-    )
-    .unwrap();
-    let got: Vec<(&str, &str)> = decoded
-        .iter()
-        .map(|(name, value)| (&**name, value.as_str()))
-        .collect();
-    assert_eq!(got, [("a", "true"), ("b", "null"), ("c", r#"{"x":1}"#)]);
-}
-
-#[test]
-fn snapshots_encode_with_and_without_details() {
-    let mut registry: Registry<()> = Registry::new(Limits::default(), 1);
-    let now = Instant::now();
-    let decoded = publish(
-        r#"{"registers":{"b":{"value":null,"metadata":{"m":1}},"a\"q":{"value":[1,2],"ttl":"1m0s"}}}"#,
-    )
-    .unwrap();
-    registry.publish(now, decoded).unwrap();
-    let snapshot = registry.snapshot(now, &Selection::All);
-    let encoded = encode_snapshot(&snapshot, false);
+fn bodies_encode() {
+    let value = Json::from(1);
+    let metadata = Json::parse(r#"{"u":"C"}"#).unwrap();
+    let body = encode(&[
+        PublishEntry {
+            name: "a\"",
+            value: &value,
+            metadata: Some(&metadata),
+            ttl: Some(Duration::from_millis(1500)),
+        },
+        PublishEntry {
+            name: "b",
+            value: &value,
+            metadata: None,
+            ttl: None,
+        },
+    ]);
     assert_eq!(
-        encoded,
-        r#"{"registers":{"a\"q":{"value":[1,2]},"b":{"value":null,"metadata":{"m":1}}}}"#
+        body,
+        r#"{"registers":{"a\"":{"value":1,"metadata":{"u":"C"},"ttl":"1.5s"},"b":{"value":1}}}"#
     );
-    serde_json::from_str::<serde_json::Value>(&encoded).expect("valid JSON");
-    let detailed = encode_snapshot(&registry.snapshot(now, &Selection::All), true);
+    let decoded = decode(body.as_bytes(), DEFAULT_TTL, &NameLimits::default()).unwrap();
+    assert_eq!(decoded[0].1.ttl, Duration::from_millis(1500));
     assert_eq!(
-        detailed,
-        r#"{"registers":{"a\"q":{"value":[1,2],"ttl":"1m0s","expires_in_ms":60000,"index":2},"b":{"value":null,"metadata":{"m":1},"ttl":"10s","expires_in_ms":10000,"index":3}}}"#
+        decoded[0].1.metadata.as_ref().map(Value::as_str),
+        Some(r#"{"u":"C"}"#)
     );
-    let empty = registry.snapshot(now, &Selection::from_names(["none"]));
-    assert_eq!(encode_snapshot(&empty, false), r#"{"registers":{}}"#);
-}
-
-#[test]
-fn requests_encode() {
-    assert_eq!(encode_requests(&[]), r#"{"registers":{}}"#);
-    assert_eq!(
-        encode_requests(&[
-            (Name::from("a"), Value::new("null")),
-            (Name::from("b\n"), Value::new("\"x\""))
-        ]),
-        r#"{"registers":{"a":{"value":null},"b\n":{"value":"x"}}}"#
-    );
-}
-
-#[test]
-fn errors_encode_as_json() {
-    let error = ApiError::bad_request("parameter \"wait\" is bad");
-    assert_eq!(error.body(), r#"{"error":"parameter \"wait\" is bad"}"#);
-    let unavailable = ApiError::from(core::Error::TooManyRegisters { limit: 3 });
-    assert_eq!(unavailable.status, 503);
-    assert_eq!(unavailable.retry_after, Some(1));
-}
-
-#[test]
-fn numeric_values_for_metrics() {
-    let cases: &[(&str, Option<f64>)] = &[
-        ("1", Some(1.0)),
-        ("-2.5", Some(-2.5)),
-        ("1e3", Some(1000.0)),
-        ("true", Some(1.0)),
-        ("false", Some(0.0)),
-        ("null", None),
-        ("\"5\"", None),
-        ("[1]", None),
-        ("{}", None),
-    ];
-    for (text, expected) in cases {
-        assert_eq!(numeric_value(&Value::new(*text)), *expected, "{text}");
-    }
+    assert_eq!(decoded[1].1.ttl, DEFAULT_TTL);
 }

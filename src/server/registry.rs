@@ -1,0 +1,105 @@
+//! The registry behind its one lock: [`SharedRegistry::with_state`] locks, runs a core
+//! operation with the time from the [`Clock`], and — after unlocking — wakes the polls
+//! the operation woke, logs expiries and tells the reaper when the earliest deadline
+//! moved earlier; [`SharedRegistry::run_reaper`] is the reaper. Invariants: the lock is
+//! held only around core calls, never while waiting or doing I/O; waking happens
+//! outside it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::core::{self, Registry};
+
+use super::parking::Waker;
+
+/// Where the registry's time comes from. The daemon uses [`SystemClock`]; tests move a
+/// clock of their own, so expiry is tested without waiting. The reaper and parked
+/// polls sleep in real time, so only the system clock may drive a running reaper.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// The core registry, with waiters that are parked threads.
+pub(crate) type State = Registry<Arc<Waker>>;
+
+/// The registry and its reaper's alarm, shared by every connection thread.
+pub(crate) struct SharedRegistry {
+    state: Mutex<State>,
+    /// Wakes the reaper when the earliest deadline moves earlier, or at shutdown.
+    reaper_alarm: Condvar,
+    clock: Arc<dyn Clock>,
+}
+
+impl SharedRegistry {
+    pub(crate) fn new(limits: core::Limits, first_revision: u64, clock: Arc<dyn Clock>) -> Self {
+        SharedRegistry {
+            state: Mutex::new(Registry::new(limits, first_revision)),
+            reaper_alarm: Condvar::new(),
+            clock,
+        }
+    }
+
+    /// Runs `operation` under the lock, then — outside it — wakes whoever the operation
+    /// woke, logs expiries, and tells the reaper if the earliest deadline moved earlier.
+    pub(crate) fn with_state<R>(&self, operation: impl FnOnce(&mut State, Instant) -> R) -> R {
+        let mut state = self.state.lock();
+        let earliest_before = state.next_deadline();
+        let result = operation(&mut state, self.clock.now());
+        let to_wake = state.take_wakeups();
+        let expired = state.take_expired();
+        let earliest_after = state.next_deadline();
+        drop(state);
+        if earliest_after.is_some_and(|after| earliest_before.is_none_or(|before| after < before)) {
+            self.reaper_alarm.notify_one();
+        }
+        for waker in to_wake {
+            waker.wake();
+        }
+        for name in expired {
+            log::info!("register {name:?} expired");
+        }
+        result
+    }
+
+    /// Answers every held poll at once and stops the reaper (PROTOCOL A10).
+    pub(crate) fn shut_down(&self) {
+        self.with_state(|state, _| state.shut_down());
+        self.reaper_alarm.notify_all();
+    }
+
+    /// The reaper: sleeps until the earliest deadline (or until told it moved), then
+    /// expires what is due. Returns at shutdown.
+    pub(crate) fn run_reaper(&self) {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if state.is_shut_down() {
+                    return;
+                }
+                match state.next_deadline() {
+                    Some(deadline) if deadline <= self.clock.now() => {}
+                    Some(deadline) => {
+                        self.reaper_alarm.wait_until(&mut state, deadline);
+                    }
+                    None => self.reaper_alarm.wait(&mut state),
+                }
+                if state.is_shut_down() {
+                    return;
+                }
+            }
+            self.with_state(|state, now| state.expire(now));
+        }
+    }
+}
