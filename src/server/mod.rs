@@ -11,6 +11,7 @@ mod hangups;
 mod http;
 mod metrics;
 mod parking;
+pub mod probe;
 mod registry;
 mod service;
 mod web;

@@ -38,7 +38,6 @@ pub struct ServiceConfig {
     /// Who may do what (PROTOCOL B5); open when it has no tokens.
     pub access: AccessPolicy,
     /// Serve the web dashboard at `/` and `/ui/` (when built with the `web` feature).
-    /// Off here; the daemon turns it on unless told `--no-web`.
     pub web: bool,
 }
 
@@ -52,7 +51,7 @@ impl Default for ServiceConfig {
             max_polls: 4_000,
             first_revision: 1,
             access: AccessPolicy::default(),
-            web: false,
+            web: true,
         }
     }
 }

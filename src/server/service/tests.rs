@@ -64,9 +64,18 @@ fn routes_and_statuses() {
         assert_eq!(response.header("Allow"), Some("GET, PUT"));
         assert!(response.body_text().starts_with(r#"{"error":"#));
     }
-    for path in ["/", "/consumers", "/consumer/", "/provider/x", "/CONSUMER"] {
+    for path in ["/consumers", "/consumer/", "/provider/x", "/CONSUMER"] {
         assert_eq!(call(&service, "GET", path, "").status, 404, "{path}");
     }
+    // With the daemon's defaults, / is the dashboard (when built in); switched off
+    // (--no-web), it is not found like any other path.
+    let dashboard = if cfg!(feature = "web") { 200 } else { 404 };
+    assert_eq!(call(&service, "GET", "/", "").status, dashboard);
+    let no_web = Service::new(ServiceConfig {
+        web: false,
+        ..ServiceConfig::default()
+    });
+    assert_eq!(call(&no_web, "GET", "/", "").status, 404);
 }
 
 #[test]

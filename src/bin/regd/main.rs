@@ -1,0 +1,152 @@
+//! `regd`, the register daemon: reads its settings from flags and `REGD_*` environment
+//! variables ([`settings`]), binds (or takes the socket systemd passes), announces
+//! `listening on http://ADDR` on stdout, tells systemd it is ready, and serves until
+//! SIGTERM or SIGINT. Exit 0 after a clean shutdown, 1 on failure, 2 on a usage error.
+
+mod error;
+mod settings;
+mod watchdog;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::thread;
+
+use regd::server::{Config, Server};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::error::Error;
+use crate::settings::Settings;
+use crate::watchdog::Watchdog;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("regd: {}", regd::error_chain(&error));
+            match error {
+                Error::Usage(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{}", settings::help());
+        return Ok(());
+    }
+    if args.contains(["-V", "--version"]) {
+        println!("regd {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let mut settings = Settings::new(args);
+    let config = settings.config()?;
+    let level = settings.log_level()?;
+    settings.finish()?;
+    regd::logger::init(level);
+
+    let server = match inherited_listener()? {
+        Some(listener) => Server::from_listener(config.clone(), listener),
+        None => Server::bind(config.clone()),
+    }
+    .map_err(Error::Server)?;
+    let address = server.local_address();
+    // The one line on stdout: tests and operators learn the real port from it.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on http://{address}");
+    let _ = stdout.flush();
+    drop(stdout);
+    log_configuration(&config, address);
+
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
+    let signals_handle = signals.handle();
+    let shutdown = server.shutdown_handle();
+    let signal_thread = thread::Builder::new()
+        .name("regd-signals".to_string())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                log::info!("{name} received; answering held polls and shutting down");
+                shutdown.shut_down();
+            }
+        })
+        .map_err(Error::Signals)?;
+    let watchdog = Watchdog::start(address, server.shutdown_handle()).map_err(Error::Thread)?;
+    if let Err(error) = regd::notify::notify(&format!("READY=1\nSTATUS=listening on {address}")) {
+        log::warn!("cannot tell systemd that regd is ready: {error}");
+    }
+
+    let result = server.run().map_err(Error::Server);
+    let _ = regd::notify::notify("STOPPING=1");
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
+    signals_handle.close();
+    let _ = signal_thread.join();
+    result
+}
+
+/// A listening socket handed over by systemd (`regd.socket`), if any.
+fn inherited_listener() -> Result<Option<std::net::TcpListener>, Error> {
+    let mut inherited = listenfd::ListenFd::from_env();
+    if inherited.len() == 0 {
+        return Ok(None);
+    }
+    let listener = inherited.take_tcp_listener(0).map_err(|error| {
+        Error::Usage(format!(
+            "the socket passed by systemd (LISTEN_FDS) is not a TCP listening socket: {error}"
+        ))
+    })?;
+    if listener.is_some() {
+        log::info!("using the listening socket passed by systemd; --addr is ignored");
+    }
+    Ok(listener)
+}
+
+/// The start-up log lines: what regd serves, with which limits and which access rules.
+fn log_configuration(config: &Config, address: std::net::SocketAddr) {
+    log::info!(
+        "regd {} listening on {address}; max connections {}, max polls {}, max registers {}, max body {} bytes, read timeout {:?}, max wait {:?}, default ttl {:?}",
+        env!("CARGO_PKG_VERSION"),
+        config.max_connections,
+        config.service.max_polls,
+        config.service.limits.max_registers,
+        config.http.max_body_bytes,
+        config.http.read_timeout,
+        config.service.max_wait,
+        config.service.default_ttl,
+    );
+    let access = &config.service.access;
+    if access.tokens.is_empty() {
+        log::info!("access control off: every client may read and write (see --token-file)");
+    } else {
+        log::info!(
+            "access control on: {} tokens; loopback {}; /metrics {}",
+            access.tokens.len(),
+            if access.trust_loopback {
+                "trusted"
+            } else {
+                "needs a token"
+            },
+            if access.open_metrics {
+                "open"
+            } else {
+                "needs a token"
+            },
+        );
+    }
+    if config.service.web {
+        if cfg!(feature = "web") {
+            log::info!("web dashboard at http://{address}/");
+        } else {
+            log::warn!("this regd was built without the web feature; / answers 404");
+        }
+    }
+}
