@@ -1,5 +1,5 @@
 // regd dashboard. A plain client of the public API, written to be read as an example:
-// one long poll per page on GET /consumer with details=true and index= (PROTOCOL B1, B7),
+// one long poll per page on GET /consumer with details=true and index= (docs/protocol.md B1, B7),
 // so no change is missed and nothing is polled busily; change requests with
 // PUT /consumer (A8). Untrusted names, values and metadata only ever reach the page as
 // textContent: this file never parses a string as HTML.
@@ -12,7 +12,7 @@
   const BACKOFF_MIN = 500;
   const BACKOFF_MAX = 15000;
 
-  // Access control (PROTOCOL B5). When regd answers 401 the page asks for a token and
+  // Access control (docs/protocol.md B5). When regd answers 401 the page asks for a token and
   // keeps it in sessionStorage: this tab only, gone when it closes; never localStorage,
   // a cookie or the URL. Every request goes through api(), which sends it here.
   const TOKEN_KEY = 'regd.token';

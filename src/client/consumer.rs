@@ -1,6 +1,6 @@
 //! The consumer: one background long poll on `GET /consumer` that carries every
 //! subscription, and a channel of updates. Invariants: the poll passes back the last
-//! `X-Reg-Index` (PROTOCOL B1), so no change between two polls is missed; each answer is
+//! `X-Reg-Index` (docs/protocol.md B1), so no change between two polls is missed; each answer is
 //! diffed against what was delivered, so the reader sees every register's latest state;
 //! a subscription change shuts down the poll's connection (its own ureq agent) so the
 //! next poll, with the new names, starts at once.

@@ -1,6 +1,7 @@
 //! A blocking client for regd: one-shot reads and writes, a [`Consumer`] that follows
 //! registers, and a [`Provider`] that keeps registers alive and takes change requests.
 //! This module owns every use of ureq; JSON shapes and query strings come from `crate::protocol`.
+//! The protocol it speaks is described in `docs/protocol.md` in the regd repository.
 //! Invariants: every HTTP timeout is longer than the `wait` the request asked the server
 //! for; background threads are named `regd-client-…` and joined when their owner is
 //! closed or dropped; no lock is held across I/O; every request — one-shot or from a
@@ -71,7 +72,7 @@ pub const DEFAULT_URL: &str = "http://localhost:8080";
 /// The environment variable that names the registry (`http://host:port[/prefix]`).
 pub const ENV_VAR: &str = "REGISTRY";
 
-/// The environment variable that holds the access token (PROTOCOL B5), if regd needs one.
+/// The environment variable that holds the access token (docs/protocol.md B5), if regd needs one.
 pub const TOKEN_ENV_VAR: &str = "REGD_TOKEN";
 
 /// How long a background long poll asks the server to hold it.
@@ -102,7 +103,7 @@ pub struct Client {
     http: Http,
 }
 
-/// A snapshot of registers and the revision it was taken at (PROTOCOL B1).
+/// A snapshot of registers and the revision it was taken at (docs/protocol.md B1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     /// The existing registers among those asked for, by name.
@@ -142,7 +143,7 @@ impl Client {
     }
 
     /// The same client, sending `Authorization: Bearer TOKEN` with every request,
-    /// including those of its consumers and providers (PROTOCOL B5). A token is one word
+    /// including those of its consumers and providers (docs/protocol.md B5). A token is one word
     /// of printable ASCII, as in regd's token file; anything else is refused here,
     /// without repeating the token.
     pub fn with_token(mut self, token: impl Into<String>) -> Result<Client, Error> {
@@ -195,7 +196,7 @@ impl Client {
     }
 
     /// Reads the named registers (all when `names` is empty) with their details
-    /// (PROTOCOL B7): ttl, time left and revision. A consumer's updates carry only value
+    /// (docs/protocol.md B7): ttl, time left and revision. A consumer's updates carry only value
     /// and metadata; this one-shot read is how a caller learns when registers expire.
     pub fn details<S: AsRef<str>>(&self, names: &[S]) -> Result<BTreeMap<String, Detailed>, Error> {
         if names.is_empty() {
@@ -208,7 +209,7 @@ impl Client {
         Ok(registers)
     }
 
-    /// Asks the provider of `name` to change it to `value` (PROTOCOL A8).
+    /// Asks the provider of `name` to change it to `value` (docs/protocol.md A8).
     pub fn request(&self, name: &str, value: &Json) -> Result<(), Error> {
         self.request_many(&[(name, value)])
     }
@@ -251,7 +252,7 @@ impl Client {
         Ok(())
     }
 
-    /// Publishes registers once, in one `PUT /provider` (PROTOCOL A7): `(name, value,
+    /// Publishes registers once, in one `PUT /provider` (docs/protocol.md A7): `(name, value,
     /// metadata, ttl)`. Nothing refreshes them; for registers that must stay alive, use a
     /// [`Provider`].
     pub fn publish(
@@ -270,7 +271,7 @@ impl Client {
         self.http.publish(&self.http.agent, &entries)
     }
 
-    /// One `GET /provider`: takes the pending change requests for `names` (PROTOCOL
+    /// One `GET /provider`: takes the pending change requests for `names` (docs/protocol.md
     /// A5); with a `wait`, the server holds the answer until one arrives or the wait
     /// passes. Taken requests are gone from regd. For a loop that serves requests, use a
     /// [`Provider`].
@@ -302,7 +303,7 @@ impl Client {
         Client { http }
     }
 
-    /// Removes registers now (PROTOCOL B2); their consumers see them go at once.
+    /// Removes registers now (docs/protocol.md B2); their consumers see them go at once.
     pub fn delete<S: AsRef<str>>(&self, names: &[S]) -> Result<(), Error> {
         if names.is_empty() {
             return Err(Error::Input(

@@ -93,7 +93,7 @@ struct Shared {
 }
 
 /// Publishes registers and keeps them alive until closed or dropped, which deletes
-/// them (PROTOCOL B2). Change requests and background failures arrive on
+/// them (docs/protocol.md B2). Change requests and background failures arrive on
 /// [`Provider::events`].
 pub struct Provider {
     shared: Arc<Shared>,
@@ -248,12 +248,12 @@ impl Provider {
     }
 
     /// Change requests and background failures. Requests for one name that wait
-    /// unread are coalesced to the latest, as regd itself does (PROTOCOL A8).
+    /// unread are coalesced to the latest, as regd itself does (docs/protocol.md A8).
     pub fn events(&self) -> &Receiver<ProviderEvent> {
         &self.events
     }
 
-    /// Stops the threads, then deletes every provided register (PROTOCOL B2).
+    /// Stops the threads, then deletes every provided register (docs/protocol.md B2).
     pub fn close(mut self) -> Result<(), Error> {
         self.shut_down()
     }

@@ -1,4 +1,4 @@
-//! Unit tests of the core with a fake clock: every rule of PROTOCOL.md that the core
+//! Unit tests of the core with a fake clock: every rule of docs/protocol.md that the core
 //! owns, driven in microseconds without sleeping.
 
 use super::*;

@@ -1,4 +1,4 @@
-//! Durations as the wire writes them: Go's `time.ParseDuration` grammar (PROTOCOL A6)
+//! Durations as the wire writes them: Go's `time.ParseDuration` grammar (docs/protocol.md A6)
 //! and Go's `Duration.String` format (for B7 details). Invariant: this parser accepts
 //! exactly what Go accepts and overflows exactly where Go does (beyond ±2^63 ns).
 

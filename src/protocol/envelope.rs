@@ -1,5 +1,5 @@
 //! The envelope every body and answer shares: `{"registers": {NAME: ENTRY, ...}}`
-//! (PROTOCOL A3). It reads the envelope for the server (validated whole, name limits
+//! (docs/protocol.md A3). It reads the envelope for the server (validated whole, name limits
 //! checked, every refusal a 400 naming the field) and for the client (lenient: an
 //! answer regd wrote), and writes it for both. The grammars inside an entry belong to
 //! [`super::publish`], [`super::requests`] and [`super::snapshot`]. Invariant: a body
@@ -27,7 +27,7 @@ struct Envelope<'a> {
 }
 
 /// The members an entry may have, each still raw; which ones count depends on the body.
-/// Unknown members are ignored (PROTOCOL A3).
+/// Unknown members are ignored (docs/protocol.md A3).
 #[derive(Deserialize)]
 pub(crate) struct Entry<'a> {
     #[serde(borrow)]
@@ -99,7 +99,7 @@ pub(crate) fn decode_body<T>(
 }
 
 /// An entry's `value` as stored: compact text, `null` when absent (older clients omit
-/// a null value, PROTOCOL A3).
+/// a null value, docs/protocol.md A3).
 #[cfg(feature = "server")]
 pub(crate) fn value_of(entry: &Entry<'_>, name: &str) -> Result<String, ApiError> {
     match entry.value {

@@ -1,4 +1,4 @@
-//! Errors on the wire (PROTOCOL B3): [`ApiError`] — a status, a message that names the
+//! Errors on the wire (docs/protocol.md B3): [`ApiError`] — a status, a message that names the
 //! field or parameter, and the headers that go with it — its JSON body
 //! `{"error": "..."}` both ways, and the one place where a core refusal becomes an HTTP
 //! status.
@@ -13,7 +13,7 @@ use super::json::json_string;
 #[cfg(feature = "server")]
 use crate::core;
 
-/// An error answer: status, message and the headers that go with it (PROTOCOL B3).
+/// An error answer: status, message and the headers that go with it (docs/protocol.md B3).
 #[cfg(feature = "server")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {

@@ -2,7 +2,7 @@
 //! exactly as the writer spelled them), the one compaction and nesting bound every value
 //! and metadata object goes through, string literals, and a value's numeric reading for
 //! metrics. Invariant: the same JSON value always compacts to the same text, so stored
-//! values compare and serialise stably (PROTOCOL A3, A4); no input can exhaust the stack
+//! values compare and serialise stably (docs/protocol.md A3, A4); no input can exhaust the stack
 //! (the scans are iterative).
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The body of `PUT /provider` (PROTOCOL A3, A7): `{"registers": {NAME: {"value": V,
+//! The body of `PUT /provider` (docs/protocol.md A3, A7): `{"registers": {NAME: {"value": V,
 //! "metadata": {...}, "ttl": "10s"}}}`. The server decodes it (value and metadata as
 //! compact text, metadata an object or null, ttl a Go duration string whose absence,
 //! zero or negative value means the default); the client encodes it. Invariant: what

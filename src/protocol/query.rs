@@ -1,4 +1,4 @@
-//! Query strings of the two GETs and of `DELETE /provider` (PROTOCOL A2, B1, B7), both
+//! Query strings of the two GETs and of `DELETE /provider` (docs/protocol.md A2, B1, B7), both
 //! ways: the server parses them (URL decoding, the `name`/`names` rules, the typed
 //! parameters, the name limits) and the client writes them with [`encode`]. Invariants:
 //! names come out exactly as the client meant them, in order; a malformed parameter is
@@ -12,7 +12,7 @@ use super::duration;
 use super::error::ApiError;
 
 #[cfg(feature = "server")]
-/// Limits on the names one request may carry (PROTOCOL B4).
+/// Limits on the names one request may carry (docs/protocol.md B4).
 #[derive(Clone, Copy, Debug)]
 pub struct NameLimits {
     /// Longest register name, in bytes.
@@ -54,7 +54,7 @@ pub fn parse(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
 
 #[cfg(feature = "server")]
 /// Parses the query of `GET /provider` or `DELETE /provider`: `index` and `details`
-/// belong to `GET /consumer` (PROTOCOL B1, B7), so here they are unknown parameters,
+/// belong to `GET /consumer` (docs/protocol.md B1, B7), so here they are unknown parameters,
 /// and ignored (A2).
 pub fn parse_provider(raw: &str, limits: &NameLimits) -> Result<Query, ApiError> {
     parse_with(raw, limits, false)

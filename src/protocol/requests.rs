@@ -1,4 +1,4 @@
-//! Change requests on the wire (PROTOCOL A5, A8): the body of `PUT /consumer` and the
+//! Change requests on the wire (docs/protocol.md A5, A8): the body of `PUT /consumer` and the
 //! answer of `GET /provider` share one shape, `{"registers": {NAME: {"value": V}}}`.
 //! The server decodes the body and encodes the answer; the client encodes the body and
 //! decodes the answer — all here, with one writer for both directions.

@@ -1,4 +1,4 @@
-//! The answer of `GET /consumer` (PROTOCOL A4, B7): `{"registers": {NAME: {"value": V,
+//! The answer of `GET /consumer` (docs/protocol.md A4, B7): `{"registers": {NAME: {"value": V,
 //! "metadata": {...}}}}`, with `ttl`, `expires_in_ms` and `index` per entry when
 //! details are asked for. The server encodes it from the core's [`Reading`]; the client
 //! decodes it into [`Register`]s (or [`Detailed`] ones). Invariants: `value` is always
@@ -43,7 +43,7 @@ pub struct Register {
     pub metadata: Option<Json>,
 }
 
-/// A register with the details regd adds on request (PROTOCOL B7).
+/// A register with the details regd adds on request (docs/protocol.md B7).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Detailed {
     /// Its value and metadata.
@@ -52,7 +52,7 @@ pub struct Detailed {
     pub ttl: Option<Duration>,
     /// How long it has left, by regd's monotonic clock, when the answer was written.
     pub expires_in: Duration,
-    /// The revision of its last change (PROTOCOL B1).
+    /// The revision of its last change (docs/protocol.md B1).
     pub index: u64,
 }
 
@@ -84,7 +84,7 @@ pub fn decode_details(body: &str) -> Result<BTreeMap<String, Detailed>, DecodeEr
         let (Some(expires_in_ms), Some(index)) = (number(entry.expires_in_ms), number(entry.index))
         else {
             return Err(DecodeError::new(format!(
-                "regd answered without details for {}; it may predate details=true (PROTOCOL B7)",
+                "regd answered without details for {}; it may predate details=true (docs/protocol.md B7)",
                 json_string(&name)
             )));
         };

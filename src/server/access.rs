@@ -1,4 +1,4 @@
-//! Access control (PROTOCOL B5): tokens with roles, checked in one place. Off unless
+//! Access control (docs/protocol.md B5): tokens with roles, checked in one place. Off unless
 //! tokens are configured. Invariants: a token is compared in constant time against
 //! every configured token (no early exit that would leak which one came close); trust
 //! for loopback is decided by the TCP peer address alone, never by a header; tokens

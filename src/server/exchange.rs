@@ -95,7 +95,7 @@ impl Response {
         }
     }
 
-    /// The JSON answer for an error (PROTOCOL B3).
+    /// The JSON answer for an error (docs/protocol.md B3).
     pub fn error(error: &ApiError) -> Self {
         let mut response = Response::new(error.status, error.body());
         if let Some(allow) = error.allow {
@@ -112,7 +112,7 @@ impl Response {
         response
     }
 
-    /// The same response with the `X-Reg-Index` header (PROTOCOL B1).
+    /// The same response with the `X-Reg-Index` header (docs/protocol.md B1).
     pub(crate) fn with_index(mut self, revision: u64) -> Self {
         self.headers.push(("X-Reg-Index", revision.to_string()));
         self
@@ -134,7 +134,7 @@ impl Response {
 
 /// The client side of a connection, as a long poll needs to see it.
 pub trait Peer {
-    /// Whether the client is still connected (PROTOCOL A5: a poller that went away must
+    /// Whether the client is still connected (docs/protocol.md A5: a poller that went away must
     /// not consume change requests).
     fn is_connected(&self) -> bool;
 

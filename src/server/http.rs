@@ -19,7 +19,7 @@ use super::hangups::{Hangups, Nudge, Watch};
 use super::exchange::{Peer, Request, Response};
 use super::service::Service;
 
-/// Size and time limits of the connection layer (PROTOCOL B4).
+/// Size and time limits of the connection layer (docs/protocol.md B4).
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
     /// Largest request head (request line and headers), in bytes.

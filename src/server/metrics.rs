@@ -1,5 +1,5 @@
 //! The daemon's counters and their Prometheus text exposition, format 0.0.4
-//! (PROTOCOL B6). Invariant: the output is valid exposition text whatever the register
+//! (docs/protocol.md B6). Invariant: the output is valid exposition text whatever the register
 //! names contain (label values are escaped) and every family is declared once.
 
 use std::collections::BTreeMap;

@@ -75,7 +75,7 @@ pub(crate) enum Parked {
     ClientLeft,
 }
 
-/// The long polls held at once, counted against a limit (PROTOCOL B4).
+/// The long polls held at once, counted against a limit (docs/protocol.md B4).
 pub(crate) struct HeldPolls {
     count: AtomicUsize,
     limit: usize,

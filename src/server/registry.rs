@@ -73,7 +73,7 @@ impl SharedRegistry {
         result
     }
 
-    /// Answers every held poll at once and stops the reaper (PROTOCOL A10).
+    /// Answers every held poll at once and stops the reaper (docs/protocol.md A10).
     pub(crate) fn shut_down(&self) {
         self.with_state(|state, _| state.shut_down());
         self.reaper_alarm.notify_all();

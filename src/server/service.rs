@@ -3,7 +3,7 @@
 //! sockets; the registry and its lock live in [`super::registry`], how a long poll
 //! parks in [`super::parking`]. Invariants: one function ([`Service::authorize`])
 //! decides whether a request may proceed; every answer of `GET /consumer` and
-//! `GET /provider` carries `X-Reg-Index` (PROTOCOL B1).
+//! `GET /provider` carries `X-Reg-Index` (docs/protocol.md B1).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,9 +33,9 @@ pub struct ServiceConfig {
     /// Long polls held at once; more are refused with 503.
     pub max_polls: usize,
     /// The revision the registry starts at (unpredictable in the daemon, see
-    /// [`Registry::new`]).
+    /// `core::Registry::new`).
     pub first_revision: u64,
-    /// Who may do what (PROTOCOL B5); open when it has no tokens.
+    /// Who may do what (docs/protocol.md B5); open when it has no tokens.
     pub access: AccessPolicy,
     /// Serve the web dashboard at `/` and `/ui/` (when built with the `web` feature).
     pub web: bool,
@@ -92,7 +92,7 @@ impl Service {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Answers every held poll at once and stops the reaper (PROTOCOL A10).
+    /// Answers every held poll at once and stops the reaper (docs/protocol.md A10).
     pub fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.registry.shut_down();
@@ -119,7 +119,7 @@ impl Service {
         self.metrics.count_request("other", "OTHER", error.status);
     }
 
-    /// The one place that decides whether a request may proceed (PROTOCOL B5).
+    /// The one place that decides whether a request may proceed (docs/protocol.md B5).
     fn authorize(&self, request: &Request, resource: &str) -> Result<(), ApiError> {
         self.config.access.check(
             resource,
@@ -172,7 +172,7 @@ impl Service {
         }
     }
 
-    /// `GET /consumer` (PROTOCOL A4, B1, B7).
+    /// `GET /consumer` (docs/protocol.md A4, B1, B7).
     fn read_registers(&self, request: &Request, peer: &dyn Peer) -> Result<Response, ApiError> {
         let query = query::parse(&request.query, &self.config.name_limits)?;
         let selection = Selection::from_names(&query.names);
@@ -216,7 +216,7 @@ impl Service {
         Ok(response)
     }
 
-    /// `GET /provider` (PROTOCOL A5).
+    /// `GET /provider` (docs/protocol.md A5).
     fn take_requests(&self, request: &Request, peer: &dyn Peer) -> Result<Response, ApiError> {
         let query = query::parse_provider(&request.query, &self.config.name_limits)?;
         let selection = Selection::from_names(&query.names);
@@ -273,7 +273,7 @@ impl Service {
         }
     }
 
-    /// `PUT /provider` (PROTOCOL A7).
+    /// `PUT /provider` (docs/protocol.md A7).
     fn publish(&self, request: &Request) -> Result<Response, ApiError> {
         let entries = protocol::publish::decode(
             &request.body,
@@ -284,14 +284,14 @@ impl Service {
         Ok(Response::new(204, Vec::new()))
     }
 
-    /// `PUT /consumer` (PROTOCOL A8).
+    /// `PUT /consumer` (docs/protocol.md A8).
     fn request_changes(&self, request: &Request) -> Result<Response, ApiError> {
         let entries = protocol::requests::decode_body(&request.body, &self.config.name_limits)?;
         self.with_state(|state, _| state.request(entries))?;
         Ok(Response::new(202, Vec::new()))
     }
 
-    /// `DELETE /provider` (PROTOCOL B2).
+    /// `DELETE /provider` (docs/protocol.md B2).
     fn delete(&self, request: &Request) -> Result<Response, ApiError> {
         let query = query::parse_provider(&request.query, &self.config.name_limits)?;
         if query.names.is_empty() {

@@ -1,4 +1,4 @@
-//! The built-in web dashboard (PROTOCOL B6): serves `GET /` and the assets under
+//! The built-in web dashboard (docs/protocol.md B6): serves `GET /` and the assets under
 //! `/ui/`, embedded in the binary from `web/` at build time (cargo feature `web`).
 //! Invariants: it serves only these fixed, embedded bytes — it never reads the file
 //! system, never touches the registry, and never builds a page from request data; every

@@ -333,7 +333,7 @@ test('a register refreshed without a change gets its new expiry when the countdo
   const { page } = await openPage(REGD_URL);
   await publish(REGD_URL, { 'sync.kept': { value: 'same', ttl: '2s' } });
   await row(page, 'sync.kept').waitFor();
-  // Same value, longer ttl: this wakes no poll (PROTOCOL A4), so the page still counts
+  // Same value, longer ttl: this wakes no poll (docs/protocol.md A4), so the page still counts
   // down from 2 s; when that runs out it reads once and learns the new expiry.
   await publish(REGD_URL, { 'sync.kept': { value: 'same', ttl: '5m' } });
   await waitForText(row(page, 'sync.kept').locator('td.ttl'), /^4 min \d+ s$/);
@@ -392,7 +392,7 @@ test('the page survives a regd restart: banner, then reconnects by itself', asyn
   }
 });
 
-// ---- access control (PROTOCOL B5) ------------------------------------------------------
+// ---- access control (docs/protocol.md B5) ------------------------------------------------------
 
 const TOKENS = Object.fromEntries(
   ['consumer', 'provider', 'admin'].map((role) => [role, role + '-' + randomBytes(12).toString('hex')]),

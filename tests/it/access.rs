@@ -1,4 +1,4 @@
-//! Access control (PROTOCOL B5) against the real daemon: tokens, roles, Basic auth,
+//! Access control (docs/protocol.md B5) against the real daemon: tokens, roles, Basic auth,
 //! trusted loopback, the token file's checks.
 
 use std::os::unix::fs::PermissionsExt;
@@ -112,7 +112,7 @@ fn loopback_can_be_trusted_and_metrics_opened() {
 
 /// Runs regd with a token file it must refuse; returns its stderr.
 fn refused_to_start(token_file: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+    let output = program(env!("CARGO_BIN_EXE_regd"))
         .args(["--addr", "127.0.0.1:0", "--token-file", token_file])
         .output()
         .unwrap();

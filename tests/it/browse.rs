@@ -18,16 +18,7 @@ impl Tmux {
     /// Starts `command` in a detached 100×30 session, or `None` (with a message) when
     /// tmux is not installed and not required.
     fn start(command: &str) -> Option<Tmux> {
-        let installed = Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if !installed {
-            assert!(
-                std::env::var_os("REGD_REQUIRE_TMUX").is_none(),
-                "REGD_REQUIRE_TMUX is set but tmux is not installed"
-            );
-            eprintln!("skipping: tmux is not installed (apt-get install tmux)");
+        if !tool_or_skip("tmux", &["-V"], "REGD_REQUIRE_TMUX", "apt-get install tmux") {
             return None;
         }
         static SESSIONS: AtomicUsize = AtomicUsize::new(0);
@@ -56,7 +47,7 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
+        program("tmux")
             .arg("-L")
             .arg(&self.socket)
             .args(args)
@@ -145,7 +136,7 @@ fn browse_filters_edits_and_quits_in_a_real_terminal() {
         .assert(204, "");
     // A provider that applies change requests; its stdin stays open while it runs.
     let provider = Killed(
-        Command::new(env!("CARGO_BIN_EXE_regctl"))
+        program(env!("CARGO_BIN_EXE_regctl"))
             .args(["--registry", &daemon.url()])
             .args(["provide", "lamp", "false", "--ttl", "5s"])
             .stdin(Stdio::piped())
@@ -206,7 +197,7 @@ fn browse_filters_edits_and_quits_in_a_real_terminal() {
 
 #[test]
 fn browse_needs_a_terminal() {
-    let output = Command::new(env!("CARGO_BIN_EXE_regctl"))
+    let output = program(env!("CARGO_BIN_EXE_regctl"))
         .args(["--registry", "http://127.0.0.1:9", "browse"])
         .stdin(Stdio::null())
         .output()

@@ -1,13 +1,10 @@
 //! The daemon as a program: flags, environment, announcement, logging, exit codes.
 
-use std::process::Command;
-
 use crate::support::*;
 
 fn regd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_regd"))
+    program(env!("CARGO_BIN_EXE_regd"))
         .args(args)
-        .env_remove("JOURNAL_STREAM")
         .output()
         .expect("run regd")
 }
@@ -22,9 +19,13 @@ fn announces_its_address_and_serves() {
 
 #[test]
 fn listens_on_ipv6_loopback_when_asked() {
-    // Skipped where the machine has no IPv6 loopback.
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("no IPv6 loopback here; skipped");
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if !skip_unless(
+        ipv6,
+        "an IPv6 loopback (::1)",
+        "REGD_REQUIRE_IPV6",
+        "enable IPv6 on lo",
+    ) {
         return;
     }
     let daemon = Daemon::start(&["--addr", "[::1]:0"]);
@@ -171,11 +172,8 @@ fn threads_are_named() {
     connection
         .request("GET", "/healthz", "")
         .assert(200, r#"{"status":"ok"}"#);
+    // regd runs on Linux, which always has /proc.
     let task_dir = format!("/proc/{}/task", daemon.pid());
-    if std::fs::read_dir(&task_dir).is_err() {
-        eprintln!("no /proc here; skipped");
-        return;
-    }
     let names = || -> Vec<String> {
         std::fs::read_dir(&task_dir)
             .map(|tasks| {
@@ -296,12 +294,12 @@ fn a_watchdog_for_another_process_is_ignored() {
 
 #[test]
 fn serves_a_socket_passed_by_systemd() {
-    if Command::new("systemd-socket-activate")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("systemd-socket-activate not installed; skipped");
+    if !tool_or_skip(
+        "systemd-socket-activate",
+        &["--version"],
+        "REGD_REQUIRE_SOCKET_ACTIVATE",
+        "apt-get install systemd",
+    ) {
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -330,7 +328,7 @@ fn serves_a_socket_passed_by_systemd() {
             reply
         }
     });
-    let daemon = Daemon::start_command(Command::new("systemd-socket-activate").args([
+    let daemon = Daemon::start_command(program("systemd-socket-activate").args([
         "-l",
         &listen,
         env!("CARGO_BIN_EXE_regd"),
@@ -417,7 +415,7 @@ fn man_page_documents_every_setting() {
 
 #[test]
 fn regctl_man_page_documents_every_command() {
-    let help = Command::new(env!("CARGO_BIN_EXE_regctl"))
+    let help = program(env!("CARGO_BIN_EXE_regctl"))
         .arg("--help")
         .output()
         .expect("run regctl");

@@ -274,7 +274,7 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
         "ulimit -n 24 && exec {} --addr 127.0.0.1:0",
         env!("CARGO_BIN_EXE_regd")
     );
-    let daemon = Daemon::start_command(std::process::Command::new("sh").args(["-c", &script]));
+    let daemon = Daemon::start_command(program("sh").args(["-c", &script]));
     let mut held = Vec::new();
     // More connections than descriptors: the later ones wait in the backlog.
     for _ in 0..40 {

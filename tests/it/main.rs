@@ -1,5 +1,5 @@
 //! Integration tests: the real `regd` binary on a free loopback port, spoken to over
-//! HTTP. One module per area of PROTOCOL.md and of the daemon.
+//! HTTP. One module per area of docs/protocol.md and of the daemon.
 
 mod support;
 

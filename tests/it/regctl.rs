@@ -12,12 +12,8 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 fn command(registry: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_regctl"));
-    command
-        .args(["--registry", registry])
-        .args(args)
-        .env_remove("REGISTRY")
-        .env_remove("REGD_TOKEN");
+    let mut command = program(env!("CARGO_BIN_EXE_regctl"));
+    command.args(["--registry", registry]).args(args);
     command
 }
 
@@ -281,7 +277,7 @@ fn an_unreachable_regd_is_explained() {
     daemon
         .put("/provider", &registers(&[("via-env", "1")]))
         .assert(204, "");
-    let output = Command::new(env!("CARGO_BIN_EXE_regctl"))
+    let output = program(env!("CARGO_BIN_EXE_regctl"))
         .args(["get", "via-env"])
         .env("REGISTRY", format!("{}/", daemon.url()))
         .output()
@@ -414,7 +410,7 @@ fn list_aligns_columns_on_a_terminal() {
         )
         .assert(204, "");
     // util-linux `script` runs regctl with its stdout on a pseudo-terminal.
-    let output = Command::new("script")
+    let output = program("script")
         .args(["-qec"])
         .arg(format!(
             "{} --registry {} list",

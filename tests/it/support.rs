@@ -9,12 +9,69 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Variables that would change how regd, regctl or regd-mqtt behave, which a test
+/// must not inherit from whoever runs it: every `REGD_*`, the client's `REGISTRY`, and
+/// what systemd hands a service.
+const LEAKY_VARIABLES: &[&str] = &[
+    "REGISTRY",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "STATE_DIRECTORY",
+    "CREDENTIALS_DIRECTORY",
+    "NO_COLOR",
+];
+
+/// A command for `program` (one of the project's binaries, or a program that starts
+/// one) with a clean environment: none of the caller's `REGD_*` settings or
+/// [`LEAKY_VARIABLES`] reach it; tests add what they mean to set.
+pub fn program(program: &str) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        let leaky = name
+            .to_str()
+            .is_some_and(|name| name.starts_with("REGD_") || LEAKY_VARIABLES.contains(&name));
+        if leaky {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Whether what a test needs (a tool, or a property of the machine) is here. When it
+/// is not, the test is skipped with a message saying how to get it — unless `switch`
+/// (a `REGD_REQUIRE_*` variable, which CI sets) is set: then the test fails instead.
+pub fn skip_unless(available: bool, what: &str, switch: &str, how: &str) -> bool {
+    if !available {
+        assert!(
+            std::env::var_os(switch).is_none(),
+            "{switch} is set but {what} is not available here; {how}"
+        );
+        eprintln!("skipped: {what} is not available ({how}); set {switch} to require it");
+    }
+    available
+}
+
+/// Whether `tool` runs (`tool ARGS` starts and succeeds); see [`skip_unless`].
+pub fn tool_or_skip(tool: &str, args: &[&str], switch: &str, how: &str) -> bool {
+    let runs = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success());
+    skip_unless(runs, tool, switch, how)
+}
 
 /// A running `regd`, killed and reaped on drop (its stderr is printed if the test
 /// failed).
@@ -34,18 +91,19 @@ impl Daemon {
     /// Starts `regd` with extra arguments and environment variables. Without an
     /// `--addr` among `args` it listens on `127.0.0.1:0`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_regd"));
+        let mut command = program(env!("CARGO_BIN_EXE_regd"));
         if !args.contains(&"--addr") {
             command.args(["--addr", "127.0.0.1:0"]);
         }
-        command.args(args).env_remove("JOURNAL_STREAM");
+        command.args(args);
         for (key, value) in env {
             command.env(key, value);
         }
         Self::start_command(&mut command)
     }
 
-    /// Starts a command that runs regd (for example under `sh -c 'ulimit …; exec regd'`).
+    /// Starts a command that runs regd (for example under `sh -c 'ulimit …; exec regd'`)
+    /// and waits, at most [`PATIENCE`], for it to announce its address.
     pub fn start_command(command: &mut Command) -> Daemon {
         command
             .stdin(Stdio::null())
@@ -66,24 +124,36 @@ impl Daemon {
             })
         };
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        // Blocks until regd prints its line, or exits (end of the pipe).
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read regd stdout");
-        let address = line
+        let (announced, announcement) = mpsc::channel();
+        // Reads the one line regd prints, or the end of the pipe if it exits first.
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = announced.send(line);
+        });
+        let fail = |child: &mut Child, why: String| -> ! {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{why}; stderr {:?}", stderr.lock().unwrap())
+        };
+        let line = match announcement.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(_) => fail(
+                &mut child,
+                format!("regd did not announce its address within {PATIENCE:?}"),
+            ),
+        };
+        let address = match line
             .trim()
             .strip_prefix("listening on http://")
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "regd did not announce its address; stdout {line:?}, stderr {:?}",
-                    stderr.lock().unwrap()
-                )
-            })
-            .parse()
-            .expect("announced address parses");
+            .and_then(|address| address.parse().ok())
+        {
+            Some(address) => address,
+            None => fail(
+                &mut child,
+                format!("regd did not announce its address; stdout {line:?}"),
+            ),
+        };
         Daemon {
             child: Some(child),
             address,

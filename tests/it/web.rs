@@ -1,4 +1,4 @@
-//! The built-in dashboard as served by the real daemon (PROTOCOL B6): content types,
+//! The built-in dashboard as served by the real daemon (docs/protocol.md B6): content types,
 //! the security headers, ETag revalidation, methods, and switching it off. What the
 //! page does in a browser is tested under tests/browser/.
 
@@ -141,7 +141,7 @@ fn switched_off_by_flag_or_environment_the_paths_are_404() {
 
 #[test]
 fn a_bad_web_value_is_a_usage_error() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_regd"))
+    let output = program(env!("CARGO_BIN_EXE_regd"))
         .args(["--web", "maybe"])
         .output()
         .expect("run regd");
@@ -162,7 +162,7 @@ fn requests_for_the_page_are_counted_as_web() {
 
 #[test]
 fn help_lists_the_web_switch() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_regd"))
+    let output = program(env!("CARGO_BIN_EXE_regd"))
         .arg("--help")
         .output()
         .expect("run regd");

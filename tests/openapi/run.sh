@@ -7,7 +7,7 @@
 # - negative_data_rejection: the protocol is lenient on purpose (unknown parameters
 #   and members are ignored; regd accepts every Go duration, the schema's pattern
 #   describes only the common forms).
-# - allow_header_conformance: PROTOCOL.md A1 binds `Allow: GET, PUT` for /provider
+# - allow_header_conformance: docs/protocol.md A1 binds `Allow: GET, PUT` for /provider
 #   byte for byte, although DELETE /provider (B2) exists too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

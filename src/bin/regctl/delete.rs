@@ -1,4 +1,4 @@
-//! `regctl delete`: removes registers now (PROTOCOL B2), so their consumers see them go
+//! `regctl delete`: removes registers now (docs/protocol.md B2), so their consumers see them go
 //! at once.
 
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! `regctl set`: sends a change request (PROTOCOL A8) and, unless told not to, waits
+//! `regctl set`: sends a change request (docs/protocol.md A8) and, unless told not to, waits
 //! until the register takes the value — through the client's `request_and_wait`, which
 //! `regctl mcp` shares.
 

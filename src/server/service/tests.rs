@@ -4,10 +4,32 @@ use super::*;
 use std::sync::mpsc;
 use std::thread;
 
-use crate::server::AlwaysConnected;
+use crate::server::{AlwaysConnected, Clock};
 
 fn service() -> Arc<Service> {
     Arc::new(Service::new(ServiceConfig::default()))
+}
+
+/// A clock the test moves by hand: expiry is tested without waiting.
+struct ManualClock(parking_lot::Mutex<Instant>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self.0.lock()
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock() += by;
+    }
+}
+
+/// A service on a [`ManualClock`] (its reaper is not run: every read expires what is
+/// due, which is what these tests look at).
+fn service_on_clock(config: ServiceConfig) -> (Service, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock(parking_lot::Mutex::new(Instant::now())));
+    (Service::with_clock(config, clock.clone()), clock)
 }
 
 fn call(service: &Service, method: &str, target: &str, body: &str) -> Response {
@@ -438,4 +460,132 @@ fn spoofed_headers_do_not_make_a_remote_peer_local() {
             .with_header("Authorization", "Bearer 0123456789abcdef0123")
     };
     assert_eq!(service.handle(&authorized, &AlwaysConnected).status, 200);
+}
+
+#[test]
+fn a7_default_ttl_is_used_for_expiry() {
+    let (service, clock) = service_on_clock(ServiceConfig {
+        default_ttl: Duration::from_millis(150),
+        ..ServiceConfig::default()
+    });
+    check(
+        &service,
+        "PUT",
+        "/provider",
+        r#"{"registers":{"a":{"value":1}}}"#,
+        204,
+        "",
+    );
+    clock.advance(Duration::from_millis(149));
+    check(
+        &service,
+        "GET",
+        "/consumer?name=a",
+        "",
+        200,
+        r#"{"registers":{"a":{"value":1}}}"#,
+    );
+    clock.advance(Duration::from_millis(1));
+    check(
+        &service,
+        "GET",
+        "/consumer?name=a",
+        "",
+        200,
+        r#"{"registers":{}}"#,
+    );
+}
+
+#[test]
+fn a7_every_put_slides_expiry_and_anyone_may_overwrite() {
+    let (service, clock) = service_on_clock(ServiceConfig::default());
+    let body = r#"{"registers":{"a":{"value":1,"ttl":"400ms"}}}"#;
+    check(&service, "PUT", "/provider", body, 204, "");
+    // Refresh for three ttls; the register stays throughout.
+    for _ in 0..24 {
+        clock.advance(Duration::from_millis(50));
+        check(&service, "PUT", "/provider", body, 204, "");
+        check(
+            &service,
+            "GET",
+            "/consumer?name=a",
+            "",
+            200,
+            r#"{"registers":{"a":{"value":1}}}"#,
+        );
+    }
+    // The last refresh counts: 399 ms later it is still there, at 400 ms it is gone.
+    clock.advance(Duration::from_millis(399));
+    check(
+        &service,
+        "GET",
+        "/consumer?name=a",
+        "",
+        200,
+        r#"{"registers":{"a":{"value":1}}}"#,
+    );
+    // A second writer replaces value and metadata.
+    check(
+        &service,
+        "PUT",
+        "/provider",
+        r#"{"registers":{"a":{"value":"other","metadata":{"by":2},"ttl":"1s"}}}"#,
+        204,
+        "",
+    );
+    check(
+        &service,
+        "GET",
+        "/consumer?name=a",
+        "",
+        200,
+        r#"{"registers":{"a":{"value":"other","metadata":{"by":2}}}}"#,
+    );
+    clock.advance(Duration::from_secs(1));
+    check(
+        &service,
+        "GET",
+        "/consumer?name=a",
+        "",
+        200,
+        r#"{"registers":{}}"#,
+    );
+}
+
+#[test]
+fn b7_details_add_ttl_time_left_and_index() {
+    let (service, clock) = service_on_clock(ServiceConfig::default());
+    check(
+        &service,
+        "PUT",
+        "/provider",
+        r#"{"registers":{"a":{"value":1,"ttl":"1m30s"},"b":{"value":2}}}"#,
+        204,
+        "",
+    );
+    let index: u64 = call(&service, "GET", "/consumer", "")
+        .header("X-Reg-Index")
+        .unwrap()
+        .parse()
+        .unwrap();
+    clock.advance(Duration::from_millis(2_500));
+    let details = call(&service, "GET", "/consumer?details=true", "");
+    let json: serde_json::Value = serde_json::from_str(details.body_text()).unwrap();
+    let a = &json["registers"]["a"];
+    assert_eq!(a["value"], 1);
+    assert_eq!(a["ttl"], "1m30s");
+    assert_eq!(a["expires_in_ms"], 87_500);
+    let a_index = a["index"].as_u64().unwrap();
+    assert!(a_index <= index && a_index > 0);
+    assert_eq!(json["registers"]["b"]["ttl"], "10s");
+    assert_eq!(json["registers"]["b"]["expires_in_ms"], 7_500);
+    // Without details the entries are exactly as in A4.
+    check(
+        &service,
+        "GET",
+        "/consumer",
+        "",
+        200,
+        r#"{"registers":{"a":{"value":1},"b":{"value":2}}}"#,
+    );
 }

@@ -63,7 +63,7 @@ pub enum Key {
 pub enum Action {
     /// Leave the browser.
     Quit,
-    /// Send a change request (PROTOCOL A8).
+    /// Send a change request (docs/protocol.md A8).
     Send {
         /// The register.
         name: String,
@@ -338,7 +338,7 @@ impl Model {
         }
     }
 
-    /// Details of registers (PROTOCOL B7) read at `now`: their timing and revision. Only
+    /// Details of registers (docs/protocol.md B7) read at `now`: their timing and revision. Only
     /// registers the consumer reported are updated; the consumer alone decides what
     /// exists, so a details answer that crossed a removal cannot bring a register back.
     pub fn details(&mut self, details: &BTreeMap<String, Detailed>, now: Instant) {
