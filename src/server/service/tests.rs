@@ -462,106 +462,69 @@ fn spoofed_headers_do_not_make_a_remote_peer_local() {
     assert_eq!(service.handle(&authorized, &AlwaysConnected).status, 200);
 }
 
+/// `GET target` answers 200 with `answer`.
+#[track_caller]
+fn reads(service: &Service, target: &str, answer: &str) {
+    check(service, "GET", target, "", 200, answer);
+}
+
+/// `PUT /provider` with `body` answers 204.
+#[track_caller]
+fn publishes(service: &Service, body: &str) {
+    check(service, "PUT", "/provider", body, 204, "");
+}
+
+const A_IS_1: &str = r#"{"registers":{"a":{"value":1}}}"#;
+const NOTHING: &str = r#"{"registers":{}}"#;
+
 #[test]
 fn a7_default_ttl_is_used_for_expiry() {
     let (service, clock) = service_on_clock(ServiceConfig {
         default_ttl: Duration::from_millis(150),
         ..ServiceConfig::default()
     });
-    check(
-        &service,
-        "PUT",
-        "/provider",
-        r#"{"registers":{"a":{"value":1}}}"#,
-        204,
-        "",
-    );
+    publishes(&service, r#"{"registers":{"a":{"value":1}}}"#);
     clock.advance(Duration::from_millis(149));
-    check(
-        &service,
-        "GET",
-        "/consumer?name=a",
-        "",
-        200,
-        r#"{"registers":{"a":{"value":1}}}"#,
-    );
+    reads(&service, "/consumer?name=a", A_IS_1);
     clock.advance(Duration::from_millis(1));
-    check(
-        &service,
-        "GET",
-        "/consumer?name=a",
-        "",
-        200,
-        r#"{"registers":{}}"#,
-    );
+    reads(&service, "/consumer?name=a", NOTHING);
 }
 
 #[test]
 fn a7_every_put_slides_expiry_and_anyone_may_overwrite() {
     let (service, clock) = service_on_clock(ServiceConfig::default());
     let body = r#"{"registers":{"a":{"value":1,"ttl":"400ms"}}}"#;
-    check(&service, "PUT", "/provider", body, 204, "");
+    publishes(&service, body);
     // Refresh for three ttls; the register stays throughout.
     for _ in 0..24 {
         clock.advance(Duration::from_millis(50));
-        check(&service, "PUT", "/provider", body, 204, "");
-        check(
-            &service,
-            "GET",
-            "/consumer?name=a",
-            "",
-            200,
-            r#"{"registers":{"a":{"value":1}}}"#,
-        );
+        publishes(&service, body);
+        reads(&service, "/consumer?name=a", A_IS_1);
     }
     // The last refresh counts: 399 ms later it is still there, at 400 ms it is gone.
     clock.advance(Duration::from_millis(399));
-    check(
+    reads(&service, "/consumer?name=a", A_IS_1);
+    clock.advance(Duration::from_millis(1));
+    reads(&service, "/consumer?name=a", NOTHING);
+    // Anyone may write: a second writer replaces value and metadata.
+    publishes(&service, body);
+    publishes(
         &service,
-        "GET",
-        "/consumer?name=a",
-        "",
-        200,
-        r#"{"registers":{"a":{"value":1}}}"#,
-    );
-    // A second writer replaces value and metadata.
-    check(
-        &service,
-        "PUT",
-        "/provider",
-        r#"{"registers":{"a":{"value":"other","metadata":{"by":2},"ttl":"1s"}}}"#,
-        204,
-        "",
-    );
-    check(
-        &service,
-        "GET",
-        "/consumer?name=a",
-        "",
-        200,
         r#"{"registers":{"a":{"value":"other","metadata":{"by":2}}}}"#,
     );
-    clock.advance(Duration::from_secs(1));
-    check(
+    reads(
         &service,
-        "GET",
         "/consumer?name=a",
-        "",
-        200,
-        r#"{"registers":{}}"#,
+        r#"{"registers":{"a":{"value":"other","metadata":{"by":2}}}}"#,
     );
 }
 
 #[test]
 fn b7_details_add_ttl_time_left_and_index() {
     let (service, clock) = service_on_clock(ServiceConfig::default());
-    check(
+    publishes(
         &service,
-        "PUT",
-        "/provider",
         r#"{"registers":{"a":{"value":1,"ttl":"1m30s"},"b":{"value":2}}}"#,
-        204,
-        "",
     );
     let index: u64 = call(&service, "GET", "/consumer", "")
         .header("X-Reg-Index")
@@ -580,12 +543,9 @@ fn b7_details_add_ttl_time_left_and_index() {
     assert_eq!(json["registers"]["b"]["ttl"], "10s");
     assert_eq!(json["registers"]["b"]["expires_in_ms"], 7_500);
     // Without details the entries are exactly as in A4.
-    check(
+    reads(
         &service,
-        "GET",
         "/consumer",
-        "",
-        200,
         r#"{"registers":{"a":{"value":1},"b":{"value":2}}}"#,
     );
 }
