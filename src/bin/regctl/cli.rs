@@ -1,30 +1,17 @@
-//! The command line as data: the global options, the table of [`COMMANDS`] (each
-//! command's name, synopsis, summary, help text and entry point), and the dispatch
+//! The command line as data: the global options, the table of [`COMMANDS`] (each a
+//! [`Command`]: name, synopsis, summary, help text and entry point), and the dispatch
 //! from `argv` to a command. The main help text, the list of commands in error
 //! messages and the dispatch are all generated from the one table, so they cannot
 //! disagree.
 
 use std::process::ExitCode;
 
-use regd::client::{self, Client};
+use regd::client;
 
 use crate::args::usage_error;
+use crate::command::{Command, Context};
 use crate::error::Error;
-use crate::{bench, browse, delete, get, input, list, output, provide, set, version, watch};
-
-/// One subcommand.
-pub struct Command {
-    /// What the user types: `regctl NAME`.
-    pub name: &'static str,
-    /// Its arguments in the command list, such as `get NAME...`.
-    pub synopsis: &'static str,
-    /// One line for the command list.
-    pub summary: &'static str,
-    /// `regctl NAME --help`; starts with `usage: regctl NAME`.
-    pub help: &'static str,
-    /// Runs it with the command's own arguments.
-    pub run: fn(pico_args::Arguments, &Context) -> Result<ExitCode, Error>,
-}
+use crate::{bench, browse, delete, get, list, output, provide, set, version, watch};
 
 /// Every command, in the order the help lists them.
 pub const COMMANDS: &[Command] = &[
@@ -85,34 +72,6 @@ fn command_names(joiner: &str) -> String {
         Some((last, [])) => last.to_string(),
         Some((last, rest)) => format!("{} {joiner} {last}", rest.join(", ")),
         None => String::new(),
-    }
-}
-
-/// What every command may need from the global options: the client, made on demand
-/// (so `version` and help need no registry).
-pub struct Context {
-    registry: String,
-    token_file: Option<String>,
-}
-
-impl Context {
-    /// A client for the registry, with the token from `--token-file` or `REGD_TOKEN`.
-    pub fn client(&self) -> Result<Client, Error> {
-        let token = match &self.token_file {
-            Some(path) => Some(input::token_file(path)?),
-            None => std::env::var(client::TOKEN_ENV_VAR)
-                .ok()
-                .map(|token| token.trim().to_string())
-                .filter(|token| !token.is_empty()),
-        };
-        let client =
-            Client::new(self.registry.trim()).map_err(|error| Error::Usage(error.to_string()))?;
-        match token {
-            Some(token) => client
-                .with_token(token)
-                .map_err(|error| Error::Usage(error.to_string())),
-            None => Ok(client),
-        }
     }
 }
 

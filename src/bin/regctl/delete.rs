@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 
 pub const COMMAND: Command = Command {

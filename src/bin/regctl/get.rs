@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use regd::client::{Client, Register};
 
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 use crate::output;
 

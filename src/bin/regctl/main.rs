@@ -1,7 +1,7 @@
 //! `regctl`, the command line for regd: provide, get, set, list, watch and delete
 //! registers, browse them live, and measure a regd (bench). This file only runs the
 //! command line and turns its outcome into an exit status: [`cli`] holds the commands
-//! as data, one module per command does the work through `regd::client`, and
+//! as data (each a [`command::Command`]), one module per command does the work through `regd::client`, and
 //! [`output`] writes everything stdout carries. Exit 0 on success, 1 on failure or a
 //! register not found, 2 on a usage error. stdout carries data only; a closed pipe ends
 //! the program quietly.
@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod browse;
 mod cli;
+mod command;
 mod delete;
 mod error;
 mod get;

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, select};
 use regd::client::{self, Json, ProviderEvent};
 
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 use crate::input::{self, Registration};
 use crate::output;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use regd::client::RequestOutcome;
 
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 
 pub const COMMAND: Command = Command {

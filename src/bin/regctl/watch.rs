@@ -8,7 +8,7 @@ use crossbeam_channel::select;
 use regd::client::{self, Update};
 
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 use crate::output;
 use crate::signals::Interrupts;

@@ -12,7 +12,7 @@ use crossbeam_channel::select;
 
 use self::engine::{Bench, Measurement, Phase, Settings};
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 use crate::output;
 use crate::signals::Interrupts;

@@ -13,7 +13,7 @@ mod view;
 use std::process::ExitCode;
 
 use crate::args;
-use crate::cli::{Command, Context};
+use crate::command::{Command, Context};
 use crate::error::Error;
 
 pub const COMMAND: Command = Command {
