@@ -60,7 +60,6 @@ pub use self::provider::{Provider, ProviderEvent};
 /// The wire's duration grammar (Go's `time.ParseDuration` and `Duration.String`), for
 /// ttls and waits written the way regd reads and writes them.
 pub use crate::protocol::duration;
-pub use crate::protocol::envelope::DecodeError;
 pub use crate::protocol::json::{Json, JsonError};
 use crate::protocol::publish::{self, PublishEntry};
 pub use crate::protocol::snapshot::{Detailed, Register};

@@ -201,7 +201,7 @@ pub enum Outcome {
 
 /// The last change request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
+pub struct ChangeRequest {
     /// The register.
     pub name: String,
     /// The value asked for.
@@ -252,7 +252,7 @@ pub struct Model {
     position: usize,
     details_pane: bool,
     connection: Connection,
-    request: Option<Request>,
+    request: Option<ChangeRequest>,
     notice: Option<String>,
     page: usize,
 }
@@ -566,7 +566,7 @@ impl Model {
             .rows
             .get(&name)
             .is_some_and(|row| row.gone.is_none() && row.register.value == value);
-        self.request = Some(Request {
+        self.request = Some(ChangeRequest {
             name: name.clone(),
             value: value.clone(),
             sent_at: now,
@@ -770,7 +770,7 @@ impl Model {
     }
 
     /// The last change request.
-    pub fn request(&self) -> Option<&Request> {
+    pub fn request(&self) -> Option<&ChangeRequest> {
         self.request.as_ref()
     }
 
