@@ -302,6 +302,16 @@ impl Client {
         Client { http }
     }
 
+    /// Closes this client's connection pool, which its clones share: a request in
+    /// flight on it — a long poll or a [`request_and_wait`](Self::request_and_wait)
+    /// included — fails at once (as a [`Error::Connect`]), and so does every later
+    /// request. For a worker that must stop now: give it a client of its own
+    /// ([`with_own_connection`](Self::with_own_connection)) and shut that one down.
+    /// Consumers and providers made earlier have connections of their own and go on.
+    pub fn shutdown(&self) {
+        self.http.agent.clone().shutdown();
+    }
+
     /// Removes registers now (docs/protocol.md B2); their consumers see them go at once.
     pub fn delete<S: AsRef<str>>(&self, names: &[S]) -> Result<(), Error> {
         if names.is_empty() {
