@@ -10,6 +10,7 @@ mod client;
 mod daemon;
 mod faults;
 mod http_layer;
+mod mcp;
 mod protocol_a;
 mod protocol_b;
 mod regctl;

@@ -11,7 +11,7 @@ use regd::client;
 use crate::args::usage_error;
 use crate::command::{Command, Context};
 use crate::error::Error;
-use crate::{bench, browse, delete, get, list, output, provide, set, version, watch};
+use crate::{bench, browse, delete, get, list, mcp, output, provide, set, version, watch};
 
 /// Every command, in the order the help lists them.
 pub const COMMANDS: &[Command] = &[
@@ -23,6 +23,7 @@ pub const COMMANDS: &[Command] = &[
     delete::COMMAND,
     bench::COMMAND,
     browse::COMMAND,
+    mcp::COMMAND,
     version::COMMAND,
 ];
 

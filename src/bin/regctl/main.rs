@@ -16,6 +16,7 @@ mod error;
 mod get;
 mod input;
 mod list;
+mod mcp;
 mod output;
 mod provide;
 mod set;

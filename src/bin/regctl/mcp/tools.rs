@@ -1,0 +1,785 @@
+//! The tool catalog: each tool's name, description, input and output schemas and
+//! annotations, and the reading of a `tools/call`'s arguments into a [`Call`]. The names
+//! and inputs of the original `reg mcp` (`get_register`, `set_register`,
+//! `list_registers`, `request_change`) are kept, so an assistant configured for it works
+//! unchanged. Invariants: what `tools/list` advertises and what a call accepts come from
+//! the same table; the annotations say the truth (only the three reading tools are
+//! `readOnlyHint`, and `--read-only` offers only those); every bound below is enforced
+//! here, before anything is sent to regd.
+
+use std::time::Duration;
+
+use regd::client::{Json, duration};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::params::{Invalid, Members};
+
+/// The longest ttl `set_register` publishes with: nothing refreshes a register it
+/// publishes, so a long ttl would show a value long after anyone vouched for it.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// `set_register`'s ttl when none is given: the original's default.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+/// How long `request_change` waits for the provider unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `wait_for_change` waits unless told otherwise.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The longest `wait` or `timeout` honoured (longer ones are shortened, as regd does):
+/// the answer then comes within the 60 s request timeout common among MCP clients.
+pub const MAX_WAIT: Duration = Duration::from_secs(50);
+/// `list_registers` shows this many registers unless told otherwise...
+pub const DEFAULT_LIMIT: u64 = 100;
+/// ...and never more than this many.
+pub const MAX_LIMIT: u64 = 1000;
+/// Names one `wait_for_change` follows at most (they all go in one query string).
+pub const MAX_NAMES: usize = 100;
+
+/// One tool of the catalog.
+pub struct Tool {
+    pub name: &'static str,
+    title: &'static str,
+    description: &'static str,
+    /// The names of its inputs, in the order the schema lists them.
+    inputs: &'static [&'static str],
+    input_schema: fn() -> serde_json::Value,
+    output_schema: fn() -> serde_json::Value,
+    /// Only reads: offered under `--read-only`.
+    pub read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    /// Reaches beyond regd: a change request makes a device act.
+    open_world: bool,
+}
+
+/// Every tool, in the order `tools/list` shows them.
+pub const TOOLS: &[Tool] = &[
+    Tool {
+        name: "get_register",
+        title: "Read a register",
+        description: "Reads one register of the regd gateway: its JSON value, its metadata, the ttl it was published with and the milliseconds left before it expires. A register that does not exist (never published, expired or deleted) is an error at once; list_registers shows what exists.",
+        inputs: &["name"],
+        input_schema: || object_schema(json!({"name": name_schema()}), &["name"]),
+        output_schema: || {
+            object_schema(
+                json!({
+                    "name": {"type": "string"},
+                    "value": value_schema("the register's value"),
+                    "metadata": metadata_schema(),
+                    "ttl": {"type": ["string", "null"], "description": "the ttl of its last publish, such as \"10s\""},
+                    "expires_in_ms": {"type": "integer", "minimum": 0, "description": "milliseconds until it expires unless its provider publishes it again"},
+                    "index": {"type": "integer", "minimum": 0, "description": "the revision of its last change"}
+                }),
+                &["name", "value", "metadata", "ttl", "expires_in_ms", "index"],
+            )
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    },
+    Tool {
+        name: "list_registers",
+        title: "List registers",
+        description: "Lists the registers of the regd gateway with their values and metadata, sorted by name, from one read. prefix keeps only the names that start with it; limit (default 100, at most 1000) bounds how many are shown, and the answer says how many were left out.",
+        inputs: &["prefix", "limit"],
+        input_schema: || {
+            object_schema(
+                json!({
+                    "prefix": {"type": "string", "description": "only registers whose names start with this, such as \"hall.\""},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT, "description": "how many registers to show at most"}
+                }),
+                &[],
+            )
+        },
+        output_schema: || {
+            object_schema(
+                json!({
+                    "registers": {"type": "array", "items": register_schema()},
+                    "total": {"type": "integer", "minimum": 0, "description": "registers whose names match the prefix"},
+                    "left_out": {"type": "integer", "minimum": 0, "description": "matching registers not shown because of the limit"},
+                    "index": index_schema()
+                }),
+                &["registers", "total", "left_out", "index"],
+            )
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    },
+    Tool {
+        name: "wait_for_change",
+        title: "Wait for registers to change",
+        description: "Waits until one of the named registers (every register, without names) is created, changes or goes away, or until wait passes (default 30s, at most 50s), with one long poll: no busy polling. It answers what changed and an index; pass that index to the next call so that no change in between is missed.",
+        inputs: &["names", "wait", "index"],
+        input_schema: || {
+            object_schema(
+                json!({
+                    "names": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_NAMES, "description": "the registers to follow; leave out for every register"},
+                    "wait": duration_schema("how long to wait at most, such as \"30s\"; longer than 50s is shortened to 50s", "30s"),
+                    "index": {"type": "integer", "minimum": 0, "description": "the index of a previous wait_for_change or list_registers answer: changes since then answer at once"}
+                }),
+                &[],
+            )
+        },
+        output_schema: || {
+            object_schema(
+                json!({
+                    "changed": {"type": "array", "items": register_schema(), "description": "registers created or changed, as they are now"},
+                    "removed": {"type": ["array", "null"], "items": {"type": "string"}, "description": "registers that expired or were deleted; null when which ones cannot be told (the index was not from this session's recent answers)"},
+                    "index": index_schema(),
+                    "timed_out": {"type": "boolean", "description": "nothing changed within wait"}
+                }),
+                &["changed", "removed", "index", "timed_out"],
+            )
+        },
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    },
+    Tool {
+        name: "request_change",
+        title: "Ask a device to change a register",
+        description: "Asks the provider of a register (the device or program that publishes it) to change it to value, then waits up to timeout (default 5s, at most 50s; \"0s\" returns at once) for the register to take it. The answer says \"applied\", or \"not applied\" with the value the register still holds. This is the way to switch or set something a device owns.",
+        inputs: &["name", "value", "timeout"],
+        input_schema: || {
+            object_schema(
+                json!({
+                    "name": name_schema(),
+                    "value": value_input_schema(),
+                    "timeout": duration_schema("how long to wait for the provider to apply it, such as \"5s\"; \"0s\" sends the request and returns at once", "5s")
+                }),
+                &["name", "value"],
+            )
+        },
+        output_schema: || {
+            object_schema(
+                json!({
+                    "name": {"type": "string"},
+                    "value": value_schema("the value asked for"),
+                    "status": {"enum": ["applied", "not_applied", "sent"], "description": "applied: the register holds the value; not_applied: it did not within timeout; sent: not waited for"},
+                    "current": {"anyOf": [register_schema(), {"type": "null"}], "description": "the register when the wait ended; null if it does not exist or was not waited for"}
+                }),
+                &["name", "value", "status", "current"],
+            )
+        },
+        read_only: false,
+        destructive: true,
+        idempotent: true,
+        open_world: true,
+    },
+    Tool {
+        name: "set_register",
+        title: "Publish a register",
+        description: "Publishes a register directly, as its provider would, once: it lives for ttl (default 5s, at most 1h) after this call and then expires, since nothing refreshes it (call again to keep it). It overwrites the value and metadata whoever provides the register; to ask the device that provides a register for a change, use request_change instead.",
+        inputs: &["name", "value", "metadata", "ttl"],
+        input_schema: || {
+            object_schema(
+                json!({
+                    "name": name_schema(),
+                    "value": value_input_schema(),
+                    "metadata": {"type": ["object", "string", "null"], "description": "a JSON object of metadata such as {\"unit\": \"°C\"} (or that object as JSON text); leave out for none"},
+                    "ttl": duration_schema("how long the register lives, such as \"5s\", \"10m\" or \"1h\" (at most 1h)", "5s")
+                }),
+                &["name", "value"],
+            )
+        },
+        output_schema: || {
+            object_schema(
+                json!({
+                    "name": {"type": "string"},
+                    "value": value_schema("the value published"),
+                    "metadata": metadata_schema(),
+                    "ttl": {"type": "string"},
+                    "expires_in_ms": {"type": "integer", "minimum": 0}
+                }),
+                &["name", "value", "metadata", "ttl", "expires_in_ms"],
+            )
+        },
+        read_only: false,
+        destructive: true,
+        idempotent: true,
+        open_world: false,
+    },
+    Tool {
+        name: "delete_register",
+        title: "Delete a register",
+        description: "Removes a register now; whoever follows it sees it go at once. A provider that is still running publishes it again at its next refresh. Deleting a register that does not exist is not an error.",
+        inputs: &["name"],
+        input_schema: || object_schema(json!({"name": name_schema()}), &["name"]),
+        output_schema: || {
+            object_schema(
+                json!({
+                    "name": {"type": "string"},
+                    "existed": {"type": "boolean", "description": "whether the register existed just before"}
+                }),
+                &["name", "existed"],
+            )
+        },
+        read_only: false,
+        destructive: true,
+        idempotent: true,
+        open_world: false,
+    },
+];
+
+fn object_schema(properties: serde_json::Value, required: &[&str]) -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false
+    })
+}
+
+fn name_schema() -> serde_json::Value {
+    json!({"type": "string", "description": "the register's name, such as \"hall.temperature\""})
+}
+
+fn value_schema(description: &str) -> serde_json::Value {
+    json!({"description": format!("{description}: any JSON value")})
+}
+
+fn value_input_schema() -> serde_json::Value {
+    json!({"description": "the value: a JSON number, boolean, object, array or null as itself, or JSON text in a string as the original reg mcp took it (\"21.5\", \"true\", or \"\\\"on\\\"\" for the text on)"})
+}
+
+fn metadata_schema() -> serde_json::Value {
+    json!({"type": ["object", "null"], "description": "the register's metadata object, null if it has none"})
+}
+
+fn register_schema() -> serde_json::Value {
+    object_schema(
+        json!({
+            "name": {"type": "string"},
+            "value": value_schema("its value"),
+            "metadata": metadata_schema()
+        }),
+        &["name", "value", "metadata"],
+    )
+}
+
+fn index_schema() -> serde_json::Value {
+    json!({"type": ["integer", "null"], "minimum": 0, "description": "regd's revision when this was read; null if this regd does not report one"})
+}
+
+fn duration_schema(description: &str, default: &str) -> serde_json::Value {
+    json!({"type": "string", "default": default, "description": format!("{description}; a duration as Go writes it: 500ms, 5s, 1m30s, 1h")})
+}
+
+/// The `tools/list` result.
+pub fn list(read_only: bool) -> String {
+    let tools: Vec<serde_json::Value> = TOOLS
+        .iter()
+        .filter(|tool| tool.read_only || !read_only)
+        .map(|tool| {
+            json!({
+                "name": tool.name,
+                "title": tool.title,
+                "description": tool.description,
+                "inputSchema": (tool.input_schema)(),
+                "outputSchema": (tool.output_schema)(),
+                "annotations": {
+                    "title": tool.title,
+                    "readOnlyHint": tool.read_only,
+                    "destructiveHint": tool.destructive,
+                    "idempotentHint": tool.idempotent,
+                    "openWorldHint": tool.open_world
+                }
+            })
+        })
+        .collect();
+    json!({ "tools": tools }).to_string()
+}
+
+/// A tool call, its arguments read and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Call {
+    Get {
+        name: String,
+    },
+    List {
+        prefix: String,
+        limit: usize,
+    },
+    Wait {
+        /// Empty: every register.
+        names: Vec<String>,
+        wait: Duration,
+        index: Option<u64>,
+    },
+    Request {
+        name: String,
+        value: Json,
+        /// Zero: send and return at once.
+        timeout: Duration,
+    },
+    Set {
+        name: String,
+        value: Json,
+        metadata: Option<Json>,
+        ttl: Duration,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+impl Call {
+    /// Whether the call waits for something to happen (and so is cut short, rather than
+    /// waited for, when the session ends).
+    pub fn waits(&self) -> bool {
+        match self {
+            Call::Wait { .. } => true,
+            Call::Request { timeout, .. } => !timeout.is_zero(),
+            _ => false,
+        }
+    }
+}
+
+/// Why a call's arguments were refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such tool (a protocol error, -32602).
+    UnknownTool(String),
+    /// An argument is missing or of the wrong type: a protocol error under MCP
+    /// 2025-06-18, a tool error under 2025-11-25 (which moved input validation into
+    /// tool results, so the model can correct itself).
+    Invalid(String),
+    /// An argument is well formed but not acceptable (a value that is not JSON, a ttl
+    /// above the bound): always a tool error.
+    Unacceptable(String),
+}
+
+impl From<Invalid> for Refusal {
+    fn from(Invalid(message): Invalid) -> Refusal {
+        Refusal::Invalid(message)
+    }
+}
+
+/// Reads a `tools/call`: the tool's name and its arguments.
+pub fn parse(name: &str, arguments: &Members, read_only: bool) -> Result<Call, Refusal> {
+    let Some(tool) = TOOLS.iter().find(|tool| tool.name == name) else {
+        return Err(Refusal::UnknownTool(format!(
+            "unknown tool {name:?}; the tools are {}",
+            offered(read_only)
+        )));
+    };
+    if read_only && !tool.read_only {
+        return Err(Refusal::UnknownTool(format!(
+            "tool {name:?} is not offered: regctl mcp runs with --read-only, which offers only {}",
+            offered(true)
+        )));
+    }
+    arguments.only(tool.inputs, tool.name)?;
+    let name_argument = || arguments.required_string("name", "the register's name");
+    Ok(match tool.name {
+        "get_register" => Call::Get {
+            name: name_argument()?,
+        },
+        "list_registers" => Call::List {
+            prefix: arguments.string("prefix")?.unwrap_or_default(),
+            limit: arguments
+                .count("limit", 1, MAX_LIMIT)?
+                .unwrap_or(DEFAULT_LIMIT) as usize,
+        },
+        "wait_for_change" => {
+            let names = arguments.strings("names")?.unwrap_or_default();
+            if names.len() > MAX_NAMES {
+                return Err(Refusal::Unacceptable(format!(
+                    "arguments.names has {} names; at most {MAX_NAMES} can be followed at once (leave names out to follow every register)",
+                    names.len()
+                )));
+            }
+            Call::Wait {
+                names,
+                wait: duration_argument(arguments, "wait")?
+                    .unwrap_or(DEFAULT_WAIT)
+                    .min(MAX_WAIT),
+                index: arguments.count("index", 0, u64::MAX)?,
+            }
+        }
+        "request_change" => Call::Request {
+            name: name_argument()?,
+            value: value_argument(arguments)?,
+            timeout: duration_argument(arguments, "timeout")?
+                .unwrap_or(DEFAULT_TIMEOUT)
+                .min(MAX_WAIT),
+        },
+        "set_register" => {
+            let name = name_argument()?;
+            let value = value_argument(arguments)?;
+            let metadata = metadata_argument(arguments)?;
+            let ttl = duration_argument(arguments, "ttl")?.unwrap_or(DEFAULT_TTL);
+            if ttl.is_zero() {
+                return Err(Refusal::Unacceptable(
+                    "arguments.ttl must be a positive duration such as \"5s\" or \"10m\""
+                        .to_string(),
+                ));
+            }
+            if ttl > MAX_TTL {
+                return Err(Refusal::Unacceptable(format!(
+                    "arguments.ttl {} is above the {} this tool allows: nothing refreshes a register set_register publishes, so it would stay visible long after anyone vouched for it; publish again before it expires instead",
+                    duration::format(ttl),
+                    duration::format(MAX_TTL)
+                )));
+            }
+            Call::Set {
+                name,
+                value,
+                metadata,
+                ttl,
+            }
+        }
+        _ => Call::Delete {
+            name: name_argument()?,
+        },
+    })
+}
+
+/// The names of the tools offered, as prose.
+fn offered(read_only: bool) -> String {
+    let names: Vec<&str> = TOOLS
+        .iter()
+        .filter(|tool| tool.read_only || !read_only)
+        .map(|tool| tool.name)
+        .collect();
+    names.join(", ")
+}
+
+/// A duration argument in the wire's Go grammar; `0s` is zero.
+fn duration_argument(arguments: &Members, key: &str) -> Result<Option<Duration>, Refusal> {
+    let Some(text) = arguments.string(key)? else {
+        return Ok(None);
+    };
+    match duration::parse(&text) {
+        Ok(duration) => Ok(Some(duration.unwrap_or(Duration::ZERO))),
+        Err(error) => Err(Refusal::Unacceptable(format!("arguments.{key}: {error}"))),
+    }
+}
+
+/// The `value` argument: a JSON value as itself, or JSON text in a string.
+fn value_argument(arguments: &Members) -> Result<Json, Refusal> {
+    let Some(raw) = arguments.raw("value") else {
+        return Err(Refusal::Invalid(
+            "arguments.value is missing: it is the new value, any JSON value (or JSON text in a string)".to_string(),
+        ));
+    };
+    json_argument(raw).map_err(|reason| {
+        Refusal::Unacceptable(format!(
+            "arguments.value {reason}; give a JSON value such as 21.5, true or {{\"mode\": \"eco\"}}, or JSON text in a string, such as \"21.5\" or \"\\\"on\\\"\" (text is JSON only in quotes)"
+        ))
+    })
+}
+
+/// The `metadata` argument: an object, the same as JSON text, or null for none.
+fn metadata_argument(arguments: &Members) -> Result<Option<Json>, Refusal> {
+    let Some(raw) = arguments.raw("metadata") else {
+        return Ok(None);
+    };
+    let metadata = json_argument(raw).map_err(|reason| {
+        Refusal::Unacceptable(format!(
+            "arguments.metadata {reason}; give an object such as {{\"unit\": \"°C\"}}"
+        ))
+    })?;
+    if metadata.is_null() {
+        return Ok(None);
+    }
+    if !metadata.is_object() {
+        return Err(Refusal::Unacceptable(format!(
+            "arguments.metadata must be a JSON object such as {{\"unit\": \"°C\"}}, got {metadata}"
+        )));
+    }
+    Ok(Some(metadata))
+}
+
+/// JSON given as itself, or as JSON text inside a string.
+fn json_argument(raw: &RawValue) -> Result<Json, String> {
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) => {
+            Json::parse(&text).map_err(|error| format!("{} is not JSON ({error})", raw.get()))
+        }
+        Err(_) => Json::parse(raw.get()).map_err(|error| format!("is not acceptable: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(tool: &str, arguments: &str) -> Result<Call, Refusal> {
+        let raw = RawValue::from_string(arguments.to_string()).unwrap();
+        let members = Members::of(Some(&raw), "arguments").unwrap();
+        parse(tool, &members, false)
+    }
+
+    #[track_caller]
+    fn refused(tool: &str, arguments: &str, kind: fn(String) -> Refusal, mentions: &str) {
+        match parsed(tool, arguments) {
+            Err(refusal) => {
+                let (Refusal::UnknownTool(message)
+                | Refusal::Invalid(message)
+                | Refusal::Unacceptable(message)) = &refusal;
+                assert_eq!(
+                    std::mem::discriminant(&refusal),
+                    std::mem::discriminant(&kind(String::new())),
+                    "{refusal:?}"
+                );
+                assert!(
+                    message.contains(mentions),
+                    "{message:?} should mention {mentions:?}"
+                );
+            }
+            Ok(call) => panic!("{tool} {arguments} was accepted: {call:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments_become_calls() {
+        let json = |text: &str| Json::parse(text).unwrap();
+        let cases: &[(&str, &str, Call)] = &[
+            (
+                "get_register",
+                r#"{"name":"a"}"#,
+                Call::Get { name: "a".into() },
+            ),
+            (
+                "list_registers",
+                "{}",
+                Call::List {
+                    prefix: String::new(),
+                    limit: 100,
+                },
+            ),
+            (
+                "list_registers",
+                r#"{"prefix":"h.","limit":3}"#,
+                Call::List {
+                    prefix: "h.".into(),
+                    limit: 3,
+                },
+            ),
+            (
+                "wait_for_change",
+                "{}",
+                Call::Wait {
+                    names: vec![],
+                    wait: DEFAULT_WAIT,
+                    index: None,
+                },
+            ),
+            (
+                "wait_for_change",
+                r#"{"names":["a"],"wait":"2h","index":7}"#,
+                Call::Wait {
+                    names: vec!["a".into()],
+                    wait: MAX_WAIT,
+                    index: Some(7),
+                },
+            ),
+            (
+                "wait_for_change",
+                r#"{"wait":"0s"}"#,
+                Call::Wait {
+                    names: vec![],
+                    wait: Duration::ZERO,
+                    index: None,
+                },
+            ),
+            (
+                "request_change",
+                r#"{"name":"a","value":"\"on\""}"#,
+                Call::Request {
+                    name: "a".into(),
+                    value: json("\"on\""),
+                    timeout: DEFAULT_TIMEOUT,
+                },
+            ),
+            (
+                "request_change",
+                r#"{"name":"a","value":{"b": 1.50},"timeout":"0s"}"#,
+                Call::Request {
+                    name: "a".into(),
+                    value: json(r#"{"b":1.50}"#),
+                    timeout: Duration::ZERO,
+                },
+            ),
+            (
+                "set_register",
+                r#"{"name":"a","value":"21.5"}"#,
+                Call::Set {
+                    name: "a".into(),
+                    value: json("21.5"),
+                    metadata: None,
+                    ttl: DEFAULT_TTL,
+                },
+            ),
+            (
+                "set_register",
+                r#"{"name":"a","value":null,"metadata":{"u":"C"},"ttl":"1h"}"#,
+                Call::Set {
+                    name: "a".into(),
+                    value: json("null"),
+                    metadata: Some(json(r#"{"u":"C"}"#)),
+                    ttl: MAX_TTL,
+                },
+            ),
+            (
+                "set_register",
+                r#"{"name":"a","value":1,"metadata":"{\"u\":1}"}"#,
+                Call::Set {
+                    name: "a".into(),
+                    value: json("1"),
+                    metadata: Some(json(r#"{"u":1}"#)),
+                    ttl: DEFAULT_TTL,
+                },
+            ),
+            (
+                "delete_register",
+                r#"{"name":""}"#,
+                Call::Delete {
+                    name: String::new(),
+                },
+            ),
+        ];
+        for (tool, arguments, expected) in cases {
+            assert_eq!(
+                parsed(tool, arguments).as_ref(),
+                Ok(expected),
+                "{tool} {arguments}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        refused(
+            "nope",
+            "{}",
+            Refusal::UnknownTool,
+            "the tools are get_register",
+        );
+        refused(
+            "get_register",
+            "{}",
+            Refusal::Invalid,
+            "arguments.name is missing",
+        );
+        refused(
+            "get_register",
+            r#"{"name":5}"#,
+            Refusal::Invalid,
+            "arguments.name must be a string",
+        );
+        refused(
+            "get_register",
+            r#"{"name":"a","x":1}"#,
+            Refusal::Invalid,
+            "arguments.x is not an input",
+        );
+        refused(
+            "list_registers",
+            r#"{"limit":0}"#,
+            Refusal::Invalid,
+            "arguments.limit must be a whole number from 1 to 1000",
+        );
+        refused(
+            "list_registers",
+            r#"{"limit":1001}"#,
+            Refusal::Invalid,
+            "arguments.limit",
+        );
+        refused(
+            "wait_for_change",
+            r#"{"names":"a"}"#,
+            Refusal::Invalid,
+            "arguments.names must be an array of strings",
+        );
+        refused(
+            "wait_for_change",
+            r#"{"wait":"5"}"#,
+            Refusal::Unacceptable,
+            "arguments.wait: invalid duration \"5\"",
+        );
+        let many = format!(
+            r#"{{"names":[{}]}}"#,
+            vec!["\"n\""; MAX_NAMES + 1].join(",")
+        );
+        refused(
+            "wait_for_change",
+            &many,
+            Refusal::Unacceptable,
+            "at most 100",
+        );
+        refused(
+            "request_change",
+            r#"{"name":"a"}"#,
+            Refusal::Invalid,
+            "arguments.value is missing",
+        );
+        refused(
+            "request_change",
+            r#"{"name":"a","value":"on"}"#,
+            Refusal::Unacceptable,
+            "arguments.value \"on\" is not JSON",
+        );
+        refused(
+            "set_register",
+            r#"{"name":"a","value":1,"ttl":"2h"}"#,
+            Refusal::Unacceptable,
+            "above the 1h0m0s",
+        );
+        refused(
+            "set_register",
+            r#"{"name":"a","value":1,"ttl":"0s"}"#,
+            Refusal::Unacceptable,
+            "positive",
+        );
+        refused(
+            "set_register",
+            r#"{"name":"a","value":1,"metadata":[1]}"#,
+            Refusal::Unacceptable,
+            "must be a JSON object",
+        );
+    }
+
+    #[test]
+    fn read_only_offers_only_the_reading_tools() {
+        let raw = RawValue::from_string(r#"{"name":"a"}"#.to_string()).unwrap();
+        let members = Members::of(Some(&raw), "arguments").unwrap();
+        assert!(parse("get_register", &members, true).is_ok());
+        match parse("delete_register", &members, true) {
+            Err(Refusal::UnknownTool(message)) => {
+                assert!(message.contains("--read-only"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let listed: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+        let names: Vec<&str> = listed["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|tool| tool["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["get_register", "list_registers", "wait_for_change"]);
+    }
+
+    #[test]
+    fn every_schema_lists_exactly_the_inputs_a_call_accepts() {
+        let listed: serde_json::Value = serde_json::from_str(&list(false)).unwrap();
+        for (tool, shown) in TOOLS.iter().zip(listed["tools"].as_array().unwrap()) {
+            let properties: Vec<&str> = shown["inputSchema"]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut inputs = tool.inputs.to_vec();
+            inputs.sort_unstable();
+            assert_eq!(properties, inputs, "{}", tool.name);
+            assert_eq!(shown["outputSchema"]["type"], "object");
+            assert_eq!(shown["annotations"]["readOnlyHint"], tool.read_only);
+        }
+    }
+}
