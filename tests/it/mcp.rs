@@ -746,7 +746,7 @@ fn wait_for_change_follows_changes_from_an_index_without_missing_any() {
     let woken = &answer["result"]["structuredContent"];
     assert_eq!(woken["removed"], json!(["b"]), "{answer}");
     assert_eq!(woken["changed"], json!([]));
-    mentions(&text(&answer["result"]), &["b (removed)", "index"]);
+    mentions(&text(&answer["result"]), &["removed: b", "index"]);
     let index = woken["index"].as_u64().unwrap();
 
     // From an index another session handed out, a removal cannot be named, and the

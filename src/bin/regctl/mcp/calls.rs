@@ -292,10 +292,10 @@ fn waited(
     let timed_out = changed.is_empty() && removed.as_ref().is_some_and(Vec::is_empty);
     let mut lines: Vec<String> = changed
         .iter()
-        .map(|(name, register)| format!("{} (changed)", register_line(name, register)))
+        .map(|(name, register)| format!("changed: {}", register_line(name, register)))
         .collect();
     match &removed {
-        Some(removed) => lines.extend(removed.iter().map(|name| format!("{name} (removed)"))),
+        Some(removed) => lines.extend(removed.iter().map(|name| format!("removed: {name}"))),
         None => lines.push(format!(
             "registers may have been removed since index {}, but which cannot be told: that index is not from this session's recent answers; list_registers shows what exists now",
             index_json(since)
