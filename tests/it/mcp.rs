@@ -5,27 +5,20 @@
 //! JSON-RPC message; the harness fails the test on anything else.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::regctl::{Running, command, run, value, wait_for};
 use crate::support::*;
 
 /// A running `regctl mcp`: messages out, messages in; killed and reaped on drop.
 struct Mcp {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    messages: mpsc::Receiver<Value>,
+    running: Running,
     /// Messages read while waiting for another one (notifications, other answers).
     pending: VecDeque<Value>,
     next_id: u64,
-    stderr: Arc<Mutex<String>>,
-    threads: Vec<thread::JoinHandle<()>>,
 }
 
 impl Mcp {
@@ -34,56 +27,16 @@ impl Mcp {
     }
 
     fn start_with_env(registry: &str, args: &[&str], env: &[(&str, &str)]) -> Mcp {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_regctl"));
-        command
-            .args(["--registry", registry, "mcp"])
-            .args(args)
-            .env_remove("REGISTRY")
-            .env_remove("REGD_TOKEN");
+        let mut all = vec!["mcp"];
+        all.extend_from_slice(args);
+        let mut command = command(registry, &all);
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start regctl mcp");
-        let (sender, messages) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                // stdout carries only protocol messages.
-                let message: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|error| panic!("stdout line is not JSON ({error}): {line}"));
-                assert_eq!(message["jsonrpc"], "2.0", "not JSON-RPC 2.0: {line}");
-                if sender.send(message).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_reader = {
-            let stderr = stderr.clone();
-            let pipe = child.stderr.take().unwrap();
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { return };
-                    let mut text = stderr.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            })
-        };
         Mcp {
-            stdin: child.stdin.take(),
-            child,
-            messages,
+            running: Running::spawn(command),
             pending: VecDeque::new(),
             next_id: 1,
-            stderr,
-            threads: vec![reader, stderr_reader],
         }
     }
 
@@ -108,12 +61,7 @@ impl Mcp {
     }
 
     fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(line.as_bytes())
-            .expect("write to regctl mcp");
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
+        self.running.write_line(line);
     }
 
     fn notify(&mut self, method: &str, params: Option<Value>) {
@@ -134,17 +82,28 @@ impl Mcp {
         id
     }
 
+    /// The next message within `left`; every line on stdout must be a JSON-RPC message.
     #[track_caller]
-    fn next_message(&mut self) -> Value {
-        if let Some(message) = self.pending.pop_front() {
-            return message;
-        }
-        self.messages.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+    fn receive(&self, left: Duration, what: &str) -> Value {
+        let line = self.running.lines.recv_timeout(left).unwrap_or_else(|_| {
             panic!(
-                "regctl mcp wrote nothing in {PATIENCE:?}; stderr {}",
+                "no {what} within {PATIENCE:?}; seen {:?}; stderr {}",
+                self.pending,
                 self.stderr()
             )
-        })
+        });
+        let message: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("stdout line is not JSON ({error}): {line}"));
+        assert_eq!(message["jsonrpc"], "2.0", "not JSON-RPC 2.0: {line}");
+        message
+    }
+
+    #[track_caller]
+    fn next_message(&mut self) -> Value {
+        match self.pending.pop_front() {
+            Some(message) => message,
+            None => self.receive(PATIENCE, "message"),
+        }
     }
 
     /// The first message that `matches`; the others are kept for later.
@@ -155,14 +114,7 @@ impl Mcp {
         }
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = self.messages.recv_timeout(left).unwrap_or_else(|_| {
-                panic!(
-                    "no {what} within {PATIENCE:?}; seen {:?}; stderr {}",
-                    self.pending,
-                    self.stderr()
-                )
-            });
+            let message = self.receive(deadline.saturating_duration_since(Instant::now()), what);
             if matches(&message) {
                 return message;
             }
@@ -227,40 +179,15 @@ impl Mcp {
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.running.stderr()
     }
 
     fn close_stdin(&mut self) {
-        drop(self.stdin.take());
+        self.running.close_stdin();
     }
 
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "regctl mcp did not exit within {within:?}; stderr {}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(1)); // sleep-ok: polling a deadline
-        }
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-        if thread::panicking() {
-            eprintln!("--- regctl mcp stderr ---\n{}", self.stderr());
-        }
+    fn wait_exit(&mut self) -> ExitStatus {
+        self.running.wait_exit()
     }
 }
 
@@ -270,6 +197,32 @@ fn text(result: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no text content in {result}"))
         .to_string()
+}
+
+/// The string `key` of every object in the array `items`.
+fn each<'a>(items: &'a Value, key: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {items}"))
+        .iter()
+        .map(|item| {
+            item[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {key} in {item}"))
+        })
+        .collect()
+}
+
+impl Mcp {
+    /// Fails if a message already read (and not yet taken) matches.
+    #[track_caller]
+    fn never_saw(&self, what: &str, matches: impl Fn(&Value) -> bool) {
+        assert!(
+            !self.pending.iter().any(matches),
+            "{what}: {:?}",
+            self.pending
+        );
+    }
 }
 
 #[track_caller]
@@ -308,78 +261,13 @@ fn publish(daemon: &Daemon, entries: &[(&str, &str, &str)]) {
         .assert(204, "");
 }
 
-/// The value of a register as regd serves it, as JSON text.
-fn value(daemon: &Daemon, name: &str) -> Option<String> {
-    daemon
-        .get(&format!("/consumer?name={}", encode(name)))
-        .json()["registers"]
-        .get(name)
-        .map(|entry| entry["value"].to_string())
-}
-
-/// A `regctl` command (provide, set) against `daemon`, killed and reaped on drop.
-struct Regctl(Child);
-
-impl Regctl {
-    fn spawn(daemon: &Daemon, args: &[&str]) -> Regctl {
-        Regctl(
-            Command::new(env!("CARGO_BIN_EXE_regctl"))
-                .args(["--registry", &daemon.url()])
-                .args(args)
-                .env_remove("REGISTRY")
-                .env_remove("REGD_TOKEN")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start regctl"),
-        )
-    }
-
-    /// `regctl provide NAME VALUE ARGS`, once its register is visible.
-    fn provide(daemon: &Daemon, name: &str, value: &str, args: &[&str]) -> Regctl {
-        let mut all = vec!["provide", name, value];
-        all.extend_from_slice(args);
-        let provider = Regctl::spawn(daemon, &all);
-        wait_until(&format!("{name} provided"), || {
-            self::value(daemon, name).is_some()
-        });
-        provider
-    }
-
-    /// Runs `regctl ARGS` to the end; whether it succeeded.
-    fn run(daemon: &Daemon, args: &[&str]) -> bool {
-        Command::new(env!("CARGO_BIN_EXE_regctl"))
-            .args(["--registry", &daemon.url()])
-            .args(args)
-            .env_remove("REGISTRY")
-            .env_remove("REGD_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run regctl")
-            .success()
-    }
-}
-
-impl Regctl {
-    /// Ends its stdin, which makes `regctl provide` delete its register and exit.
-    fn finish(mut self) {
-        drop(self.0.stdin.take());
-        let deadline = Instant::now() + PATIENCE;
-        while self.0.try_wait().expect("try_wait").is_none() {
-            assert!(Instant::now() < deadline, "regctl did not exit");
-            thread::sleep(Duration::from_millis(1)); // sleep-ok: polling a deadline
-        }
-    }
-}
-
-impl Drop for Regctl {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `regctl provide NAME VALUE ARGS`, once its register is visible.
+fn provide(daemon: &Daemon, name: &str, value: &str, args: &[&str]) -> Running {
+    let mut all = vec!["provide", name, value];
+    all.extend_from_slice(args);
+    let provider = Running::start(&daemon.url(), &all);
+    wait_for(daemon, name, Some(value));
+    provider
 }
 
 #[test]
@@ -423,12 +311,7 @@ fn tools_are_listed_with_schemas_and_truthful_annotations() {
     let daemon = Daemon::start(&[]);
     let mut mcp = Mcp::ready(&daemon.url(), &[]);
     let tools = mcp.result("tools/list", json!({}))["tools"].clone();
-    let names: Vec<&str> = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect();
+    let names = each(&tools, "name");
     assert_eq!(
         names,
         [
@@ -478,12 +361,7 @@ fn tools_are_listed_with_schemas_and_truthful_annotations() {
 
     let mut read_only = Mcp::ready(&daemon.url(), &["--read-only"]);
     let tools = read_only.result("tools/list", json!({}))["tools"].clone();
-    let names: Vec<&str> = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect();
+    let names = each(&tools, "name");
     assert_eq!(names, ["get_register", "list_registers", "wait_for_change"]);
     publish(&daemon, &[("lamp", "false", "60s")]);
     for (tool, arguments) in [
@@ -566,12 +444,7 @@ fn list_registers_filters_by_prefix_and_says_how_many_were_left_out() {
     let some = &result["structuredContent"];
     assert_eq!(some["total"], 12);
     assert_eq!(some["left_out"], 7);
-    let shown: Vec<&str> = some["registers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|register| register["name"].as_str().unwrap())
-        .collect();
+    let shown = each(&some["registers"], "name");
     assert_eq!(
         shown,
         [
@@ -660,7 +533,7 @@ fn set_register_publishes_for_its_ttl_and_refuses_a_long_one() {
 fn request_change_says_whether_the_provider_applied_it() {
     let daemon = Daemon::start(&[]);
     let mut mcp = Mcp::ready(&daemon.url(), &[]);
-    let _lamp = Regctl::provide(&daemon, "lamp", "false", &[]);
+    let _lamp = provide(&daemon, "lamp", "false", &[]);
     let result = mcp.call("request_change", json!({"name": "lamp", "value": true}));
     assert_eq!(
         result["structuredContent"],
@@ -670,7 +543,7 @@ fn request_change_says_whether_the_provider_applied_it() {
     assert_eq!(value(&daemon, "lamp").as_deref(), Some("true"));
 
     // A provider that does not apply requests: the value is still what it was.
-    let _fan = Regctl::provide(&daemon, "fan", "0", &["--read-only"]);
+    let _fan = provide(&daemon, "fan", "0", &["--read-only"]);
     let result = mcp.call(
         "request_change",
         json!({"name": "fan", "value": 1200, "timeout": "300ms"}),
@@ -825,12 +698,7 @@ fn resources_are_listed_read_and_templated() {
     );
     let cursor = first["nextCursor"].as_str().unwrap().to_string();
     let second = mcp.result("resources/list", json!({"cursor": cursor}));
-    let uris: Vec<&str> = second["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|resource| resource["uri"].as_str().unwrap())
-        .collect();
+    let uris = each(&second["resources"], "uri");
     assert_eq!(
         uris,
         [
@@ -882,7 +750,7 @@ fn resources_are_listed_read_and_templated() {
 #[test]
 fn a_subscription_is_notified_of_changes_made_with_regctl() {
     let daemon = Daemon::start(&[]);
-    let lamp = Regctl::provide(&daemon, "lamp", "false", &[]);
+    let mut lamp = provide(&daemon, "lamp", "false", &[]);
     publish(&daemon, &[("other", "1", "60s")]);
     let mut mcp = Mcp::ready(&daemon.url(), &[]);
     assert_eq!(
@@ -897,7 +765,7 @@ fn a_subscription_is_notified_of_changes_made_with_regctl() {
     mcp.result("resources/unsubscribe", json!({"uri": "reg://other"}));
 
     // regctl set asks the provider, which applies it: one update for reg://lamp.
-    assert!(Regctl::run(&daemon, &["set", "lamp", "true"]));
+    assert!(run(&daemon, &["set", "lamp", "true"]).status.success());
     let updated = mcp.notification("notifications/resources/updated");
     assert_eq!(updated["params"], json!({"uri": "reg://lamp"}));
     let read = mcp.result("resources/read", json!({"uri": "reg://lamp"}));
@@ -905,16 +773,13 @@ fn a_subscription_is_notified_of_changes_made_with_regctl() {
 
     // The unsubscribed register changes unheard; the provider's end is heard.
     publish(&daemon, &[("other", "2", "60s")]);
-    lamp.finish();
+    lamp.close_stdin();
+    assert!(lamp.wait_exit().success());
     let updated = mcp.notification("notifications/resources/updated");
     assert_eq!(updated["params"], json!({"uri": "reg://lamp"}));
-    assert!(
-        !mcp.pending
-            .iter()
-            .any(|message| message["params"]["uri"] == "reg://other"),
-        "{:?}",
-        mcp.pending
-    );
+    mcp.never_saw("no update for the unsubscribed register", |message| {
+        message["params"]["uri"] == "reg://other"
+    });
     error_code(
         &mcp.request("resources/read", json!({"uri": "reg://lamp"})),
         -32002,
@@ -948,13 +813,9 @@ fn list_changed_fires_when_registers_appear_or_go() {
         listed["resources"],
         json!([{"uri": "reg://first", "name": "first", "title": "first", "mimeType": "application/json"}])
     );
-    assert!(
-        !mcp.pending
-            .iter()
-            .any(|message| message["method"] == "notifications/resources/updated"),
-        "no subscription, so no updates: {:?}",
-        mcp.pending
-    );
+    mcp.never_saw("no subscription, so no updates", |message| {
+        message["method"] == "notifications/resources/updated"
+    });
 }
 
 #[test]
@@ -1152,11 +1013,9 @@ fn a_cancelled_call_gets_no_answer_and_its_long_poll_ends() {
         mcp.structured("get_register", json!({"name": "late"}))["value"],
         1
     );
-    assert!(
-        !mcp.pending.iter().any(|message| message["id"] == id),
-        "{:?}",
-        mcp.pending
-    );
+    mcp.never_saw("no answer to the cancelled call", |message| {
+        message["id"] == id
+    });
 }
 
 #[test]
@@ -1219,7 +1078,7 @@ fn the_end_of_stdin_ends_it_at_once_with_status_0() {
     wait_for_held_polls(&daemon, 2);
     let closed = Instant::now();
     mcp.close_stdin();
-    assert!(mcp.wait_exit(PATIENCE).success());
+    assert!(mcp.wait_exit().success());
     assert!(
         closed.elapsed() < Duration::from_secs(2),
         "took {:?}",
@@ -1237,18 +1096,18 @@ fn the_end_of_stdin_ends_it_at_once_with_status_0() {
     quick.close_stdin();
     let answer = quick.answer(id);
     assert_eq!(answer["result"]["structuredContent"]["value"], 1);
-    assert!(quick.wait_exit(PATIENCE).success());
+    assert!(quick.wait_exit().success());
 
     // Without initialize at all, too.
     let mut idle = Mcp::start(&daemon.url(), &[]);
     idle.close_stdin();
-    assert!(idle.wait_exit(PATIENCE).success());
+    assert!(idle.wait_exit().success());
 }
 
 #[test]
 fn usage_errors_and_help() {
-    let output = Command::new(env!("CARGO_BIN_EXE_regctl"))
-        .args(["mcp", "--help"])
+    // No regd is needed for either.
+    let output = command("http://127.0.0.1:9", &["mcp", "--help"])
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -1261,9 +1120,8 @@ fn usage_errors_and_help() {
             "REGISTRY",
         ],
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_regctl"))
-        .args(["mcp", "extra"])
-        .stdin(Stdio::null())
+    let output = command("http://127.0.0.1:9", &["mcp", "extra"])
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

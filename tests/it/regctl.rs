@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn command(registry: &str, args: &[&str]) -> Command {
+pub(crate) fn command(registry: &str, args: &[&str]) -> Command {
     let mut command = program(env!("CARGO_BIN_EXE_regctl"));
     command.args(["--registry", registry]).args(args);
     command
 }
 
 /// Runs regctl to the end with no stdin.
-fn run(daemon: &Daemon, args: &[&str]) -> Output {
+pub(crate) fn run(daemon: &Daemon, args: &[&str]) -> Output {
     command(&daemon.url(), args)
         .stdin(Stdio::null())
         .output()
@@ -60,26 +60,26 @@ fn values(daemon: &Daemon) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn value(daemon: &Daemon, name: &str) -> Option<String> {
+pub(crate) fn value(daemon: &Daemon, name: &str) -> Option<String> {
     values(daemon).remove(name)
 }
 
 /// A regctl that keeps running: stdout lines arrive on a channel; killed on drop.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+    pub(crate) lines: mpsc::Receiver<String>,
     stdout_thread: Option<thread::JoinHandle<()>>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Running {
-    fn start(registry: &str, args: &[&str]) -> Running {
+    pub(crate) fn start(registry: &str, args: &[&str]) -> Running {
         Self::spawn(command(registry, args))
     }
 
-    fn spawn(mut command: Command) -> Running {
+    pub(crate) fn spawn(mut command: Command) -> Running {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -126,17 +126,17 @@ impl Running {
             .unwrap_or_else(|_| panic!("no output line; stderr {}", self.stderr()))
     }
 
-    fn write_line(&mut self, line: &str) {
+    pub(crate) fn write_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write to regctl");
         stdin.flush().unwrap();
     }
 
-    fn close_stdin(&mut self) {
+    pub(crate) fn close_stdin(&mut self) {
         drop(self.stdin.take());
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -149,7 +149,7 @@ impl Running {
     }
 
     /// Waits for regctl to exit and returns its status.
-    fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -183,7 +183,7 @@ impl Drop for Running {
 
 /// Waits until `name` has `value` in regd (`None`: until it is gone).
 #[track_caller]
-fn wait_for(daemon: &Daemon, name: &str, expected: Option<&str>) {
+pub(crate) fn wait_for(daemon: &Daemon, name: &str, expected: Option<&str>) {
     wait_until(&format!("{name} to be {expected:?}"), || {
         value(daemon, name).as_deref() == expected
     });

@@ -483,28 +483,19 @@ mod tests {
 
     /// Runs a session over `lines` against an unreachable regd; the answers by line.
     fn session(lines: &[&str]) -> Vec<serde_json::Value> {
-        struct Shared(Arc<parking_lot::Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-                self.0.lock().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let bytes = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let captured = super::transport::Captured::default();
         let input = lines.join("\n");
         let client = Client::new("http://127.0.0.1:9").unwrap();
         serve(
             client,
             Options { read_only: false },
             input.as_bytes(),
-            Shared(bytes.clone()),
+            captured.clone(),
         )
         .unwrap();
-        let text = String::from_utf8(bytes.lock().clone()).unwrap();
-        text.lines()
+        captured
+            .text()
+            .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect()
     }

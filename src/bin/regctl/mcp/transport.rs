@@ -125,6 +125,30 @@ fn write_all(mut out: impl Write, messages: &Receiver<String>) {
     }
 }
 
+/// An output that keeps what is written, for tests: clones share the bytes.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().clone()).expect("UTF-8 output")
+    }
+}
+
+#[cfg(test)]
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,23 +186,13 @@ mod tests {
 
     #[test]
     fn the_writer_writes_lines_in_order_and_stops_on_a_closed_output() {
-        struct Shared(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-                self.0.lock().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let bytes = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let (output, writer) = start_writer(Shared(bytes.clone())).unwrap();
+        let captured = Captured::default();
+        let (output, writer) = start_writer(captured.clone()).unwrap();
         output.send("a".to_string());
         output.send("b".to_string());
         drop(output);
         writer.join().unwrap();
-        assert_eq!(bytes.lock().as_slice(), b"a\nb\n");
+        assert_eq!(captured.text(), "a\nb\n");
 
         struct Closed;
         impl Write for Closed {
