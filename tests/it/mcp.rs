@@ -993,6 +993,30 @@ fn a_token_comes_from_regd_token_and_its_absence_is_explained() {
 }
 
 #[test]
+fn regd_is_found_through_registry_and_the_token_through_token_file() {
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let consumer = TokenFile::with_text(&format!("{CONSUMER} consumer assistant\n"), 0o600);
+    let mut command = program(env!("CARGO_BIN_EXE_regctl"));
+    command
+        .args(["--token-file", consumer.path(), "mcp"])
+        .env("REGISTRY", daemon.url());
+    let mut mcp = Mcp {
+        running: Running::spawn(command),
+        pending: VecDeque::new(),
+        next_id: 1,
+    };
+    mcp.initialize("2025-11-25");
+    assert_eq!(mcp.structured("list_registers", json!({}))["total"], 0);
+    // A consumer token may read and request, not publish.
+    mentions(
+        &mcp.tool_error("set_register", json!({"name": "x", "value": 1})),
+        &["the token's role may not do this", "provider token"],
+    );
+    mentions(&mcp.stderr(), &[&daemon.url()]);
+}
+
+#[test]
 fn a_cancelled_call_gets_no_answer_and_its_long_poll_ends() {
     let daemon = Daemon::start(&[]);
     let mut mcp = Mcp::ready(&daemon.url(), &[]);
