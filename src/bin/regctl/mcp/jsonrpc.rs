@@ -39,12 +39,15 @@ impl Id {
 
     /// Reads an id: a JSON string or integer.
     pub fn parse(raw: &RawValue) -> Option<Id> {
-        match serde_json::from_str::<serde_json::Value>(raw.get()).ok()? {
-            serde_json::Value::String(text) => Some(Id(output::string(&text))),
-            serde_json::Value::Number(number) if number.is_i64() || number.is_u64() => {
-                Some(Id(number.to_string()))
-            }
-            _ => None,
+        let text = raw.get();
+        if let Ok(text) = serde_json::from_str::<String>(text) {
+            return Some(Id(output::string(&text)));
+        }
+        match serde_json::from_str::<i64>(text) {
+            Ok(number) => Some(Id(number.to_string())),
+            Err(_) => serde_json::from_str::<u64>(text)
+                .ok()
+                .map(|number| Id(number.to_string())),
         }
     }
 

@@ -124,18 +124,7 @@ pub fn page(
 }
 
 /// The `resources/templates/list` result: any register by name.
-pub fn templates() -> String {
-    serde_json::json!({
-        "resourceTemplates": [{
-            "uriTemplate": "reg://{name}",
-            "name": "register",
-            "title": "A register by name",
-            "description": "A register of this regd as JSON, {\"value\": V, \"metadata\": M}; the name is percent-encoded (RFC 3986), so kitchen/lamp is reg://kitchen%2Flamp",
-            "mimeType": "application/json"
-        }]
-    })
-    .to_string()
-}
+pub const TEMPLATES: &str = r#"{"resourceTemplates":[{"uriTemplate":"reg://{name}","name":"register","title":"A register by name","description":"A register of this regd as JSON, {\"value\": V, \"metadata\": M}; the name is percent-encoded (RFC 3986), so kitchen/lamp is reg://kitchen%2Flamp","mimeType":"application/json"}]}"#;
 
 /// The `resources/read` result for a register: `{"value": V, "metadata": M}` as regd
 /// serves it (metadata left out when there is none).
@@ -247,7 +236,9 @@ impl Follower {
     }
 
     /// The client subscribed to `name`: it hears of every change after this call.
-    pub fn subscribe(self: &Arc<Self>, name: &str) -> io::Result<()> {
+    /// `client` reads the state the subscription starts from: the caller's own, so that
+    /// cancelling the caller cuts the read short.
+    pub fn subscribe(self: &Arc<Self>, client: &Client, name: &str) -> io::Result<()> {
         let all = {
             let state = self.state.lock();
             if state.subscribed.contains(name) {
@@ -262,7 +253,7 @@ impl Follower {
             None
         } else {
             Some(
-                self.client
+                client
                     .get(&[name])
                     .ok()
                     .and_then(|mut registers| registers.remove(name)),

@@ -7,7 +7,7 @@
 //! cancelled; at the end of stdin, calls that wait are cut short at once and the others
 //! get [`GRACE`] to finish, then every thread is joined before `serve` returns.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +53,11 @@ const METHODS: [&str; 9] = [
     "resources/subscribe",
     "resources/unsubscribe",
 ];
+
+/// What this server offers: tools (a list that never changes) and resources with
+/// subscriptions and list-changed notifications; no prompts, logging or completions.
+const CAPABILITIES: &str =
+    r#"{"tools":{"listChanged":false},"resources":{"subscribe":true,"listChanged":true}}"#;
 
 /// How the session behaves.
 pub struct Options {
@@ -103,9 +108,13 @@ struct Session {
     /// The negotiated revision, once initialized.
     version: Option<&'static str>,
     shared: Arc<Shared>,
-    calls: HashMap<Id, InFlight>,
+    calls: BTreeMap<Id, InFlight>,
     finished: (Sender<Id>, Receiver<Id>),
 }
+
+/// The work of a call thread: its answer, from its own client. Boxed, so one thread
+/// body serves every method.
+type Job = Box<dyn FnOnce(&Client, &Shared) -> Result<String, Failure> + Send>;
 
 /// What a method gives: an answer now, or an answer later from a call thread.
 enum Answer {
@@ -125,7 +134,7 @@ impl Session {
                 seen: Seen::default(),
                 follower,
             }),
-            calls: HashMap::new(),
+            calls: BTreeMap::new(),
             finished: crossbeam_channel::unbounded(),
         }
     }
@@ -220,36 +229,56 @@ impl Session {
             )));
         }
         match method {
-            "tools/list" => Answer::Now(Ok(tools::list(self.read_only))),
+            "tools/list" => Answer::Now(tools::list(self.read_only).ok_or_else(|| {
+                Failure::new(
+                    jsonrpc::INTERNAL_ERROR,
+                    "the tool catalog of this regctl is damaged",
+                )
+            })),
             "tools/call" => self.call_tool(id, &params),
-            "resources/templates/list" => Answer::Now(Ok(resources::templates())),
+            "resources/templates/list" => Answer::Now(Ok(resources::TEMPLATES.to_string())),
             "resources/list" => {
                 let cursor = match params.string("cursor") {
                     Ok(cursor) => cursor,
                     Err(invalid) => return Answer::Now(Err(Failure::invalid_params(invalid.0))),
                 };
-                self.spawn(id, false, move |client, shared| {
-                    let registers = client.list().map_err(regd_failure)?;
-                    shared.follower.listed(&registers).map_err(thread_failure)?;
-                    resources::page(&registers, cursor.as_deref())
-                })
+                self.spawn(
+                    id,
+                    false,
+                    Box::new(move |client, shared| {
+                        let registers = client.list().map_err(regd_failure)?;
+                        shared.follower.listed(&registers).map_err(thread_failure)?;
+                        resources::page(&registers, cursor.as_deref())
+                    }),
+                )
             }
             "resources/read" => match resource_name(&params) {
                 Err(failure) => Answer::Now(Err(failure)),
-                Ok(name) => self.spawn(id, false, move |client, _| {
-                    let mut registers = client.get(&[&name]).map_err(regd_failure)?;
-                    match registers.remove(&name) {
-                        Some(register) => Ok(resources::contents(&name, &register)),
-                        None => Err(not_found(&name)),
-                    }
-                }),
+                Ok(name) => self.spawn(
+                    id,
+                    false,
+                    Box::new(move |client, _| {
+                        let mut registers = client.get(&[&name]).map_err(regd_failure)?;
+                        match registers.remove(&name) {
+                            Some(register) => Ok(resources::contents(&name, &register)),
+                            None => Err(not_found(&name)),
+                        }
+                    }),
+                ),
             },
             "resources/subscribe" => match resource_name(&params) {
                 Err(failure) => Answer::Now(Err(failure)),
-                Ok(name) => self.spawn(id, false, move |_, shared| {
-                    shared.follower.subscribe(&name).map_err(thread_failure)?;
-                    Ok("{}".to_string())
-                }),
+                Ok(name) => self.spawn(
+                    id,
+                    false,
+                    Box::new(move |client, shared| {
+                        shared
+                            .follower
+                            .subscribe(client, &name)
+                            .map_err(thread_failure)?;
+                        Ok("{}".to_string())
+                    }),
+                ),
             },
             // "resources/unsubscribe", the last of METHODS
             _ => Answer::Now(resource_name(&params).map(|name| {
@@ -287,20 +316,21 @@ impl Session {
             self.client.url(),
             if self.read_only { ", read-only" } else { "" }
         );
-        Ok(serde_json::json!({
-            "protocolVersion": version,
-            "capabilities": {
-                "tools": {"listChanged": false},
-                "resources": {"subscribe": true, "listChanged": true}
-            },
-            "serverInfo": {
-                "name": "reg-registry",
-                "title": "regd registers",
-                "version": env!("CARGO_PKG_VERSION")
-            },
-            "instructions": instructions(self.read_only)
-        })
-        .to_string())
+        let version = output::string(version);
+        let server = output::object([
+            ("name", "\"reg-registry\""),
+            ("title", "\"regd registers\""),
+            ("version", &output::string(env!("CARGO_PKG_VERSION"))),
+        ]);
+        Ok(output::object([
+            ("protocolVersion", version.as_str()),
+            ("capabilities", CAPABILITIES),
+            ("serverInfo", &server),
+            (
+                "instructions",
+                &output::string(&instructions(self.read_only)),
+            ),
+        ]))
     }
 
     fn call_tool(&mut self, id: &Id, params: &Members) -> Answer {
@@ -330,17 +360,16 @@ impl Session {
             }
         };
         let waits = call.waits();
-        self.spawn(id, waits, move |client, shared| {
-            Ok(calls::run(call, client, &shared.seen).to_json())
-        })
+        self.spawn(
+            id,
+            waits,
+            Box::new(move |client, shared| Ok(calls::run(call, client, &shared.seen).to_json())),
+        )
     }
 
     /// Runs `job` on a thread of its own, with a connection of its own; its answer is
     /// sent unless the request was cancelled meanwhile.
-    fn spawn<F>(&mut self, id: &Id, waits: bool, job: F) -> Answer
-    where
-        F: FnOnce(&Client, &Shared) -> Result<String, Failure> + Send + 'static,
-    {
+    fn spawn(&mut self, id: &Id, waits: bool, job: Job) -> Answer {
         if self.calls.len() >= MAX_CALLS {
             return Answer::Now(Err(Failure::new(
                 jsonrpc::INTERNAL_ERROR,
@@ -424,7 +453,7 @@ impl Session {
                 Err(_) => break,
             }
         }
-        for (_, call) in self.calls.drain() {
+        for (_, call) in std::mem::take(&mut self.calls) {
             call.cancel();
             let _ = call.thread.join();
         }

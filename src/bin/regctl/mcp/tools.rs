@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use regd::client::{Json, duration};
-use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::params::{Invalid, Members};
+use crate::output;
 
 /// The longest ttl `set_register` publishes with: nothing refreshes a register it
 /// publishes, so a long ttl would show a value long after anyone vouched for it.
@@ -34,263 +34,66 @@ pub const MAX_LIMIT: u64 = 1000;
 /// Names one `wait_for_change` follows at most (they all go in one query string).
 pub const MAX_NAMES: usize = 100;
 
-/// One tool of the catalog.
+/// What the client sees of each tool — name, title, description, input and output
+/// schemas, annotations — is data: `tools.json`, in the order of [`TOOLS`].
+const CATALOG: &str = include_str!("tools.json");
+
+/// What the code needs to know of a tool; a unit test holds it to the catalog.
 pub struct Tool {
     pub name: &'static str,
-    title: &'static str,
-    description: &'static str,
-    /// The names of its inputs, in the order the schema lists them.
+    /// The names of its inputs (the properties of its input schema).
     inputs: &'static [&'static str],
-    input_schema: fn() -> serde_json::Value,
-    output_schema: fn() -> serde_json::Value,
-    /// Only reads: offered under `--read-only`.
+    /// Only reads (`readOnlyHint`): offered under `--read-only`.
     pub read_only: bool,
-    destructive: bool,
-    idempotent: bool,
-    /// Reaches beyond regd: a change request makes a device act.
-    open_world: bool,
 }
 
 /// Every tool, in the order `tools/list` shows them.
 pub const TOOLS: &[Tool] = &[
     Tool {
         name: "get_register",
-        title: "Read a register",
-        description: "Reads one register of the regd gateway: its JSON value, its metadata, the ttl it was published with and the milliseconds left before it expires. A register that does not exist (never published, expired or deleted) is an error at once; list_registers shows what exists.",
         inputs: &["name"],
-        input_schema: || object_schema(json!({"name": name_schema()}), &["name"]),
-        output_schema: || {
-            object_schema(
-                json!({
-                    "name": {"type": "string"},
-                    "value": value_schema("the register's value"),
-                    "metadata": metadata_schema(),
-                    "ttl": {"type": ["string", "null"], "description": "the ttl of its last publish, such as \"10s\""},
-                    "expires_in_ms": {"type": "integer", "minimum": 0, "description": "milliseconds until it expires unless its provider publishes it again"},
-                    "index": {"type": "integer", "minimum": 0, "description": "the revision of its last change"}
-                }),
-                &["name", "value", "metadata", "ttl", "expires_in_ms", "index"],
-            )
-        },
         read_only: true,
-        destructive: false,
-        idempotent: true,
-        open_world: false,
     },
     Tool {
         name: "list_registers",
-        title: "List registers",
-        description: "Lists the registers of the regd gateway with their values and metadata, sorted by name, from one read. prefix keeps only the names that start with it; limit (default 100, at most 1000) bounds how many are shown, and the answer says how many were left out.",
         inputs: &["prefix", "limit"],
-        input_schema: || {
-            object_schema(
-                json!({
-                    "prefix": {"type": "string", "description": "only registers whose names start with this, such as \"hall.\""},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT, "description": "how many registers to show at most"}
-                }),
-                &[],
-            )
-        },
-        output_schema: || {
-            object_schema(
-                json!({
-                    "registers": {"type": "array", "items": register_schema()},
-                    "total": {"type": "integer", "minimum": 0, "description": "registers whose names match the prefix"},
-                    "left_out": {"type": "integer", "minimum": 0, "description": "matching registers not shown because of the limit"},
-                    "index": index_schema()
-                }),
-                &["registers", "total", "left_out", "index"],
-            )
-        },
         read_only: true,
-        destructive: false,
-        idempotent: true,
-        open_world: false,
     },
     Tool {
         name: "wait_for_change",
-        title: "Wait for registers to change",
-        description: "Waits until one of the named registers (every register, without names) is created, changes or goes away, or until wait passes (default 30s, at most 50s), with one long poll: no busy polling. It answers what changed and an index; pass that index to the next call so that no change in between is missed.",
         inputs: &["names", "wait", "index"],
-        input_schema: || {
-            object_schema(
-                json!({
-                    "names": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_NAMES, "description": "the registers to follow; leave out for every register"},
-                    "wait": duration_schema("how long to wait at most, such as \"30s\"; longer than 50s is shortened to 50s", "30s"),
-                    "index": {"type": "integer", "minimum": 0, "description": "the index of a previous wait_for_change or list_registers answer: changes since then answer at once"}
-                }),
-                &[],
-            )
-        },
-        output_schema: || {
-            object_schema(
-                json!({
-                    "changed": {"type": "array", "items": register_schema(), "description": "registers created or changed, as they are now"},
-                    "removed": {"type": ["array", "null"], "items": {"type": "string"}, "description": "registers that expired or were deleted; null when which ones cannot be told (the index was not from this session's recent answers)"},
-                    "index": index_schema(),
-                    "timed_out": {"type": "boolean", "description": "nothing changed within wait"}
-                }),
-                &["changed", "removed", "index", "timed_out"],
-            )
-        },
         read_only: true,
-        destructive: false,
-        idempotent: true,
-        open_world: false,
     },
     Tool {
         name: "request_change",
-        title: "Ask a device to change a register",
-        description: "Asks the provider of a register (the device or program that publishes it) to change it to value, then waits up to timeout (default 5s, at most 50s; \"0s\" returns at once) for the register to take it. The answer says \"applied\", or \"not applied\" with the value the register still holds. This is the way to switch or set something a device owns.",
         inputs: &["name", "value", "timeout"],
-        input_schema: || {
-            object_schema(
-                json!({
-                    "name": name_schema(),
-                    "value": value_input_schema(),
-                    "timeout": duration_schema("how long to wait for the provider to apply it, such as \"5s\"; \"0s\" sends the request and returns at once", "5s")
-                }),
-                &["name", "value"],
-            )
-        },
-        output_schema: || {
-            object_schema(
-                json!({
-                    "name": {"type": "string"},
-                    "value": value_schema("the value asked for"),
-                    "status": {"enum": ["applied", "not_applied", "sent"], "description": "applied: the register holds the value; not_applied: it did not within timeout; sent: not waited for"},
-                    "current": {"anyOf": [register_schema(), {"type": "null"}], "description": "the register when the wait ended; null if it does not exist or was not waited for"}
-                }),
-                &["name", "value", "status", "current"],
-            )
-        },
         read_only: false,
-        destructive: true,
-        idempotent: true,
-        open_world: true,
     },
     Tool {
         name: "set_register",
-        title: "Publish a register",
-        description: "Publishes a register directly, as its provider would, once: it lives for ttl (default 5s, at most 1h) after this call and then expires, since nothing refreshes it (call again to keep it). It overwrites the value and metadata whoever provides the register; to ask the device that provides a register for a change, use request_change instead.",
         inputs: &["name", "value", "metadata", "ttl"],
-        input_schema: || {
-            object_schema(
-                json!({
-                    "name": name_schema(),
-                    "value": value_input_schema(),
-                    "metadata": {"type": ["object", "string", "null"], "description": "a JSON object of metadata such as {\"unit\": \"°C\"} (or that object as JSON text); leave out for none"},
-                    "ttl": duration_schema("how long the register lives, such as \"5s\", \"10m\" or \"1h\" (at most 1h)", "5s")
-                }),
-                &["name", "value"],
-            )
-        },
-        output_schema: || {
-            object_schema(
-                json!({
-                    "name": {"type": "string"},
-                    "value": value_schema("the value published"),
-                    "metadata": metadata_schema(),
-                    "ttl": {"type": "string"},
-                    "expires_in_ms": {"type": "integer", "minimum": 0}
-                }),
-                &["name", "value", "metadata", "ttl", "expires_in_ms"],
-            )
-        },
         read_only: false,
-        destructive: true,
-        idempotent: true,
-        open_world: false,
     },
     Tool {
         name: "delete_register",
-        title: "Delete a register",
-        description: "Removes a register now; whoever follows it sees it go at once. A provider that is still running publishes it again at its next refresh. Deleting a register that does not exist is not an error.",
         inputs: &["name"],
-        input_schema: || object_schema(json!({"name": name_schema()}), &["name"]),
-        output_schema: || {
-            object_schema(
-                json!({
-                    "name": {"type": "string"},
-                    "existed": {"type": "boolean", "description": "whether the register existed just before"}
-                }),
-                &["name", "existed"],
-            )
-        },
         read_only: false,
-        destructive: true,
-        idempotent: true,
-        open_world: false,
     },
 ];
 
-fn object_schema(properties: serde_json::Value, required: &[&str]) -> serde_json::Value {
-    json!({
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": false
-    })
-}
-
-fn name_schema() -> serde_json::Value {
-    json!({"type": "string", "description": "the register's name, such as \"hall.temperature\""})
-}
-
-fn value_schema(description: &str) -> serde_json::Value {
-    json!({"description": format!("{description}: any JSON value")})
-}
-
-fn value_input_schema() -> serde_json::Value {
-    json!({"description": "the value: a JSON number, boolean, object, array or null as itself, or JSON text in a string as the original reg mcp took it (\"21.5\", \"true\", or \"\\\"on\\\"\" for the text on)"})
-}
-
-fn metadata_schema() -> serde_json::Value {
-    json!({"type": ["object", "null"], "description": "the register's metadata object, null if it has none"})
-}
-
-fn register_schema() -> serde_json::Value {
-    object_schema(
-        json!({
-            "name": {"type": "string"},
-            "value": value_schema("its value"),
-            "metadata": metadata_schema()
-        }),
-        &["name", "value", "metadata"],
-    )
-}
-
-fn index_schema() -> serde_json::Value {
-    json!({"type": ["integer", "null"], "minimum": 0, "description": "regd's revision when this was read; null if this regd does not report one"})
-}
-
-fn duration_schema(description: &str, default: &str) -> serde_json::Value {
-    json!({"type": "string", "default": default, "description": format!("{description}; a duration as Go writes it: 500ms, 5s, 1m30s, 1h")})
-}
-
-/// The `tools/list` result.
-pub fn list(read_only: bool) -> String {
-    let tools: Vec<serde_json::Value> = TOOLS
+/// The `tools/list` result: the catalog, compacted to one line, without the tools that
+/// change registers under `--read-only`. `None` only if `tools.json` were broken,
+/// which a unit test rules out.
+pub fn list(read_only: bool) -> Option<String> {
+    let compact = Json::parse(CATALOG).ok()?;
+    let tools: Vec<&RawValue> = serde_json::from_str(compact.as_str()).ok()?;
+    let shown: Vec<&str> = tools
         .iter()
-        .filter(|tool| tool.read_only || !read_only)
-        .map(|tool| {
-            json!({
-                "name": tool.name,
-                "title": tool.title,
-                "description": tool.description,
-                "inputSchema": (tool.input_schema)(),
-                "outputSchema": (tool.output_schema)(),
-                "annotations": {
-                    "title": tool.title,
-                    "readOnlyHint": tool.read_only,
-                    "destructiveHint": tool.destructive,
-                    "idempotentHint": tool.idempotent,
-                    "openWorldHint": tool.open_world
-                }
-            })
-        })
+        .zip(TOOLS)
+        .filter(|(_, tool)| tool.read_only || !read_only)
+        .map(|(raw, _)| raw.get())
         .collect();
-    json!({ "tools": tools }).to_string()
+    Some(output::object([("tools", output::array(shown).as_str())]))
 }
 
 /// A tool call, its arguments read and checked.
@@ -755,7 +558,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let listed: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+        let listed: serde_json::Value = serde_json::from_str(&list(true).unwrap()).unwrap();
         let names: Vec<&str> = listed["tools"]
             .as_array()
             .unwrap()
@@ -766,20 +569,44 @@ mod tests {
     }
 
     #[test]
-    fn every_schema_lists_exactly_the_inputs_a_call_accepts() {
-        let listed: serde_json::Value = serde_json::from_str(&list(false)).unwrap();
-        for (tool, shown) in TOOLS.iter().zip(listed["tools"].as_array().unwrap()) {
-            let properties: Vec<&str> = shown["inputSchema"]["properties"]
+    fn the_catalog_matches_the_code() {
+        let listed: serde_json::Value = serde_json::from_str(&list(false).unwrap()).unwrap();
+        let shown = listed["tools"].as_array().unwrap();
+        assert_eq!(shown.len(), TOOLS.len());
+        for (tool, shown) in TOOLS.iter().zip(shown) {
+            assert_eq!(shown["name"], tool.name);
+            let properties: Vec<&String> = shown["inputSchema"]["properties"]
                 .as_object()
                 .unwrap()
                 .keys()
-                .map(String::as_str)
                 .collect();
             let mut inputs = tool.inputs.to_vec();
             inputs.sort_unstable();
             assert_eq!(properties, inputs, "{}", tool.name);
-            assert_eq!(shown["outputSchema"]["type"], "object");
-            assert_eq!(shown["annotations"]["readOnlyHint"], tool.read_only);
+            for schema in ["inputSchema", "outputSchema"] {
+                assert_eq!(shown[schema]["type"], "object", "{} {schema}", tool.name);
+                assert_eq!(shown[schema]["additionalProperties"], false);
+            }
+            assert!(shown["title"].is_string() && shown["description"].is_string());
+            let annotations = &shown["annotations"];
+            assert_eq!(annotations["readOnlyHint"], tool.read_only, "{}", tool.name);
+            for hint in ["destructiveHint", "idempotentHint", "openWorldHint"] {
+                assert!(annotations[hint].is_boolean(), "{} {hint}", tool.name);
+            }
         }
+        // The defaults and bounds the catalog tells the model are the ones enforced.
+        let input =
+            |tool: usize, name: &str| shown[tool]["inputSchema"]["properties"][name].clone();
+        assert_eq!(input(1, "limit")["default"], DEFAULT_LIMIT);
+        assert_eq!(input(1, "limit")["maximum"], MAX_LIMIT);
+        assert_eq!(input(2, "names")["maxItems"], MAX_NAMES);
+        assert_eq!(input(2, "wait")["default"], duration::format(DEFAULT_WAIT));
+        assert_eq!(
+            input(3, "timeout")["default"],
+            duration::format(DEFAULT_TIMEOUT)
+        );
+        assert_eq!(input(4, "ttl")["default"], duration::format(DEFAULT_TTL));
+        let line = list(false).unwrap();
+        assert!(!line.contains('\n'), "one message per line");
     }
 }
