@@ -1025,6 +1025,14 @@ fn a_cancelled_call_gets_no_answer_and_its_long_poll_ends() {
         json!({"name": "wait_for_change", "arguments": {"wait": "50s"}}),
     );
     wait_for_held_polls(&daemon, 1);
+    // While it waits, ping is answered, and its id cannot be used again.
+    assert_eq!(mcp.result("ping", json!({})), json!({}));
+    mcp.send_line(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string());
+    error_code(
+        &mcp.next_message(),
+        -32600,
+        "already used by a request in flight",
+    );
     mcp.notify(
         "notifications/cancelled",
         Some(json!({"requestId": id, "reason": "the user changed their mind"})),
