@@ -12,6 +12,7 @@ usage: python sdk_client.py PATH/TO/regd PATH/TO/regctl
 """
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -27,6 +28,13 @@ from mcp.client.stdio import stdio_client
 PATIENCE = 20  # seconds any single wait may take
 REGD, REGCTL = sys.argv[1], sys.argv[2]
 checks = []
+# What the child processes inherit: nothing that changes how regd or regctl behave.
+CLEAN = {
+    key: value
+    for key, value in os.environ.items()
+    if not key.startswith("REGD_")
+    and key not in ("REGISTRY", "JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID")
+}
 
 
 def check(condition, what):
@@ -38,6 +46,7 @@ def check(condition, what):
 def start_regd():
     regd = subprocess.Popen(
         [REGD, "--addr", "127.0.0.1:0"],
+        env=CLEAN,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -65,6 +74,7 @@ def http(url, method, path, body=None):
 def regctl(url, *args, stdin=subprocess.DEVNULL):
     return subprocess.Popen(
         [REGCTL, "--registry", url, *args],
+        env=CLEAN,
         stdin=stdin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
