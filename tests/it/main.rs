@@ -10,6 +10,8 @@ mod client;
 mod daemon;
 mod faults;
 mod http_layer;
+#[cfg(feature = "mqtt")]
+mod mqtt;
 mod protocol_a;
 mod protocol_b;
 mod regctl;
