@@ -394,13 +394,12 @@ impl Subscriber {
         };
         let deadline = Instant::now() + PATIENCE;
         let mut probe = RawPublisher::connect(port);
-        while subscriber
+        while !subscriber
             .latest
             .lock()
             .unwrap()
             .0
-            .get("bench/direct")
-            .is_none()
+            .contains_key("bench/direct")
         {
             assert!(Instant::now() < deadline, "mosquitto_sub did not subscribe");
             probe.publish("bench/direct", b"probe");
