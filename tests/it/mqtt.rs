@@ -1148,7 +1148,7 @@ fn two_gateways_on_one_broker() {
         &regd_a,
         r#"{"registers":{"hall.temp":{"value":21.5,"metadata":{"unit":"°C"},"ttl":"60s"}}}"#,
     );
-    let _a = Bridge::start(
+    let a = Bridge::start(
         &regd_a,
         &broker,
         &["--prefix", "regd/A", "--import", "regd/B/#"],
@@ -1228,6 +1228,11 @@ fn two_gateways_on_one_broker() {
             .keys()
             .all(|name| !name.starts_with("regd."))
     );
+    // A's bridge dies (kill -9): its last will takes A's registers off B at once.
+    drop(a);
+    wait_until("A's registers gone from B", || {
+        values(&regd_b).as_object().unwrap().is_empty()
+    });
 }
 
 #[test]
