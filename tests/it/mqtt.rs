@@ -41,6 +41,17 @@ fn have_mosquitto() -> bool {
     present
 }
 
+/// `Some` when the Mosquitto tools are here (see [`have_mosquitto`]).
+fn mosquitto() -> Option<()> {
+    have_mosquitto().then_some(())
+}
+
+/// A broker and a regd of the test's own, or `None` (skip) without Mosquitto.
+fn broker_and_regd() -> Option<(Broker, Daemon)> {
+    mosquitto()?;
+    Some((Broker::start(), Daemon::start(&[])))
+}
+
 /// A fresh temporary directory, removed on drop.
 struct TempDir(PathBuf);
 
@@ -507,11 +518,9 @@ fn values(regd: &Daemon) -> serde_json::Value {
 
 #[test]
 fn registers_become_retained_topics_with_their_exact_json() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     put(
         &regd,
         r#"{"registers":{
@@ -624,11 +633,9 @@ fn registers_become_retained_topics_with_their_exact_json() {
 
 #[test]
 fn set_and_get_topics_reach_regd() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     publish_one(&regd, "lamp", "false", "60s");
     publish_one(&regd, "mode", "\"auto\"", "60s");
     let _bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/gw"]);
@@ -683,11 +690,9 @@ fn set_and_get_topics_reach_regd() {
 
 #[test]
 fn bridge_state_is_online_then_offline_on_shutdown_or_by_the_will() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     let mut bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/one"]);
     assert_eq!(
         broker.retained("regd/one/bridge/state")["regd/one/bridge/state"],
@@ -730,11 +735,9 @@ fn bridge_state_is_online_then_offline_on_shutdown_or_by_the_will() {
 
 #[test]
 fn home_assistant_discovery() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     put(
         &regd,
         r#"{"registers":{
@@ -818,11 +821,9 @@ fn home_assistant_discovery() {
 
 #[test]
 fn broker_killed_and_restarted() {
-    if !have_mosquitto() {
+    let Some((mut broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let mut broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     publish_one(&regd, "temp", "20", "60s");
     publish_one(&regd, "lamp", "false", "60s");
     let bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/gw"]);
@@ -875,11 +876,9 @@ fn broker_killed_and_restarted() {
 
 #[test]
 fn regd_restart_converges_within_a_second() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     let address = regd.address;
     publish_one(&regd, "stays", "1", "60s");
     publish_one(&regd, "vanishes", "1", "60s");
@@ -903,11 +902,9 @@ fn regd_restart_converges_within_a_second() {
 
 #[test]
 fn a_burst_is_coalesced_and_the_last_value_arrives() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     let _bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/gw"]);
     let subscriber = Subscriber::start(&broker, &["regd/gw/burst/+"]);
     // 1,000 changes a second for two seconds over ten registers, from one keep-alive
@@ -941,9 +938,9 @@ fn a_burst_is_coalesced_and_the_last_value_arrives() {
 
 #[test]
 fn faults_are_logged_and_the_bridge_goes_on() {
-    if !have_mosquitto() {
+    let Some(_) = mosquitto() else {
         return;
-    }
+    };
     // Oversized payloads: skipped with a warning; later messages still imported.
     let broker = Broker::start();
     let regd = Daemon::start(&["--max-body", "4096"]);
@@ -1127,11 +1124,9 @@ fn a_topic_that_is_not_utf8_is_skipped_with_a_warning() {
 
 #[test]
 fn two_gateways_on_one_broker() {
-    if !have_mosquitto() {
+    let Some((broker, regd_a)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd_a = Daemon::start(&[]);
+    };
     let regd_b = Daemon::start(&[]);
     let client_a = regd::client::Client::new(&regd_a.url()).unwrap();
     let provider = client_a.provider();
@@ -1237,11 +1232,9 @@ fn two_gateways_on_one_broker() {
 
 #[test]
 fn imported_registers_expire_when_the_broker_goes_away() {
-    if !have_mosquitto() {
+    let Some((mut broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let mut broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     let bridge = Bridge::start(
         &regd,
         &broker,
@@ -1335,11 +1328,9 @@ fn imported_registers_expire_when_the_broker_goes_away() {
 
 #[test]
 fn stale_retained_topics_are_cleared_when_the_bridge_returns() {
-    if !have_mosquitto() {
+    let Some((broker, regd)) = broker_and_regd() else {
         return;
-    }
-    let broker = Broker::start();
-    let regd = Daemon::start(&[]);
+    };
     publish_one(&regd, "stays", "1", "60s");
     publish_one(&regd, "leaves", "1", "1s");
     let bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/gw"]);
@@ -1380,21 +1371,7 @@ fn help() -> String {
 
 /// (flag, variable, default) for every setting `--help` lists.
 fn documented_settings() -> Vec<(String, String, String)> {
-    let help = help();
-    let lines: Vec<&str> = help.lines().collect();
-    let mut settings = Vec::new();
-    for pair in lines.windows(2) {
-        let Some(rest) = pair[1].trim().strip_prefix("[env ") else {
-            continue;
-        };
-        let flag = pair[0].split_whitespace().next().unwrap().to_string();
-        let (variable, default) = rest.split_once("] [default ").unwrap();
-        settings.push((
-            flag,
-            variable.to_string(),
-            default.trim_end_matches(']').to_string(),
-        ));
-    }
+    let settings = help_settings(&help());
     assert!(settings.len() >= 14, "{settings:?}");
     settings
 }
