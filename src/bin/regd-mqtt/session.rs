@@ -737,3 +737,241 @@ fn read_packet(reader: &mut impl Read, max_packet: usize) -> Result<Incoming, Fa
         size: length,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session against a broker played by the test on a loopback socket: the frames
+    //! it writes are checked byte for byte through the codec.
+
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// The test's side of one connection.
+    struct FakeBroker {
+        stream: TcpStream,
+        buffer: Vec<u8>,
+    }
+
+    impl FakeBroker {
+        fn accept(listener: &TcpListener) -> FakeBroker {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            FakeBroker {
+                stream,
+                buffer: Vec::new(),
+            }
+        }
+
+        /// The next frame from the session: its first byte and body.
+        fn frame(&mut self) -> (u8, Vec<u8>) {
+            loop {
+                if let Some((first, length, header)) = codec::frame_header(&self.buffer).unwrap() {
+                    if self.buffer.len() >= header + length {
+                        let body = self.buffer[header..header + length].to_vec();
+                        self.buffer.drain(..header + length);
+                        return (first, body);
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let read = self.stream.read(&mut chunk).unwrap();
+                assert!(read > 0, "the session closed the connection");
+                self.buffer.extend_from_slice(&chunk[..read]);
+            }
+        }
+
+        /// CONNECT, CONNACK, SUBSCRIBE, SUBACK; returns the birth message's packet id.
+        fn handshake(&mut self) -> u16 {
+            assert_eq!(self.frame().0, 0x10, "CONNECT");
+            self.stream.write_all(&[0x20, 2, 0, 0]).unwrap();
+            let (kind, body) = self.frame();
+            assert_eq!(kind, 0x82, "SUBSCRIBE");
+            self.stream
+                .write_all(&[0x90, 3, body[0], body[1], 1])
+                .unwrap();
+            self.publish_id("t/state")
+        }
+
+        /// Reads a QoS 1 PUBLISH on `topic` and returns its packet id.
+        fn publish_id(&mut self, topic: &str) -> u16 {
+            let (first, body) = self.frame();
+            let Packet::Publish(publish) = codec::decode(first, &body).unwrap() else {
+                panic!("expected a PUBLISH, got 0x{first:02x}");
+            };
+            assert_eq!(publish.topic, topic.as_bytes());
+            publish.packet_id.expect("QoS 1")
+        }
+
+        fn acknowledge(&mut self, id: u16) {
+            self.stream.write_all(&codec::encode_puback(id)).unwrap();
+        }
+    }
+
+    fn options(port: u16, keep_alive: Duration) -> Options {
+        Options {
+            broker: Broker::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+            client_id: "test".to_string(),
+            keep_alive,
+            username: None,
+            password: None,
+            will: Will {
+                topic: "t/state".to_string(),
+                payload: b"offline".to_vec(),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            },
+            birth: ("t/state".to_string(), b"online".to_vec()),
+            subscriptions: vec![("t/#".to_string(), QoS::AtLeastOnce)],
+            max_packet: 1024,
+        }
+    }
+
+    fn wait_connected(events: &Receiver<Event>) {
+        match events.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Connected) => {}
+            other => panic!("expected Connected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn at_most_the_window_waits_for_acknowledgement() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (events_in, events) = crossbeam_channel::bounded(64);
+        let session = Arc::new(
+            Session::start(
+                options(port, Duration::from_secs(30)),
+                events_in,
+                Arc::default(),
+            )
+            .unwrap(),
+        );
+        let mut broker = FakeBroker::accept(&listener);
+        let birth = broker.handshake();
+        wait_connected(&events);
+        let (done, finished) = crossbeam_channel::unbounded();
+        let publisher = {
+            let session = session.clone();
+            thread::spawn(move || {
+                for index in 0..MAX_INFLIGHT + 5 {
+                    session
+                        .publish(
+                            "t/x",
+                            index.to_string().as_bytes(),
+                            QoS::AtLeastOnce,
+                            true,
+                            false,
+                        )
+                        .unwrap();
+                    done.send(index).unwrap();
+                }
+            })
+        };
+        // The birth holds one slot: 63 more go out, and the publisher then waits.
+        let mut ids: Vec<u16> = (0..MAX_INFLIGHT - 1)
+            .map(|_| broker.publish_id("t/x"))
+            .collect();
+        let sent = finished.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(sent, 0);
+        while finished.try_recv().is_ok() {}
+        assert!(
+            finished.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a publish went out beyond the window"
+        );
+        broker.acknowledge(birth);
+        ids.push(broker.publish_id("t/x"));
+        for id in ids {
+            broker.acknowledge(id);
+        }
+        for _ in 0..5 {
+            let id = broker.publish_id("t/x");
+            broker.acknowledge(id);
+        }
+        publisher.join().unwrap();
+        drop(broker);
+        Arc::try_unwrap(session).ok().unwrap().shutdown();
+    }
+
+    #[test]
+    fn unacknowledged_change_requests_go_again_after_a_reconnect_and_keep_alive_pings() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (events_in, events) = crossbeam_channel::bounded(64);
+        let session = Session::start(
+            options(port, Duration::from_secs(1)),
+            events_in,
+            Arc::default(),
+        )
+        .unwrap();
+        let mut broker = FakeBroker::accept(&listener);
+        broker.handshake();
+        wait_connected(&events);
+        session
+            .publish("t/lamp/set", b"true", QoS::AtLeastOnce, false, true)
+            .unwrap();
+        session
+            .publish("t/state-only", b"1", QoS::AtLeastOnce, true, false)
+            .unwrap();
+        broker.publish_id("t/lamp/set");
+        broker.publish_id("t/state-only");
+        // Nothing written for 3/4 of the keep-alive: a PINGREQ.
+        let started = Instant::now();
+        assert_eq!(broker.frame(), (0xc0, Vec::new()));
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        // The connection drops with both unacknowledged; only the change request is
+        // sent again on the next one (the state is the bridge's to republish).
+        drop(broker);
+        assert!(matches!(
+            events.recv_timeout(Duration::from_secs(10)),
+            Ok(Event::Disconnected)
+        ));
+        let mut broker = FakeBroker::accept(&listener);
+        assert_eq!(broker.frame().0, 0x10, "CONNECT");
+        broker.stream.write_all(&[0x20, 2, 0, 0]).unwrap();
+        assert_eq!(broker.frame().0, 0x82, "SUBSCRIBE");
+        broker.publish_id("t/lamp/set");
+        broker.publish_id("t/state");
+        wait_connected(&events);
+        // Oversized and non-UTF-8 messages are acknowledged and skipped; the next one
+        // arrives.
+        let mut big = vec![0x32, 0x88, 0x08, 0, 3, b't', b'/', b'b', 0, 9];
+        big.resize(3 + 0x408, b'x');
+        broker.stream.write_all(&big).unwrap();
+        broker
+            .stream
+            .write_all(&[0x32, 7, 0, 3, b't', b'/', 0xff, 0, 10])
+            .unwrap();
+        broker
+            .stream
+            .write_all(&[0x30, 6, 0, 3, b't', b'/', b'k', b'!'])
+            .unwrap();
+        let mut acknowledged = Vec::new();
+        while acknowledged.len() < 2 {
+            let (kind, body) = broker.frame();
+            if kind == 0x40 {
+                acknowledged.push(u16::from_be_bytes([body[0], body[1]]));
+            }
+        }
+        assert_eq!(acknowledged, [9, 10]);
+        match events.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Message {
+                topic,
+                payload,
+                retain,
+            }) => {
+                assert_eq!(
+                    (topic.as_str(), payload.as_slice(), retain),
+                    ("t/k", &b"!"[..], false)
+                );
+            }
+            other => panic!("expected the message, got {other:?}"),
+        }
+        drop(session);
+    }
+}
