@@ -373,6 +373,7 @@ impl Bridge {
             ])
             .args(args)
             .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
             .env_remove("REGISTRY")
             .env("REGD_MQTT_LOG_LEVEL", "info");
         for (key, value) in env {
@@ -1358,6 +1359,41 @@ fn stale_retained_topics_are_cleared_when_the_bridge_returns() {
                 == Some("offline")
             && retained.contains_key("regd/gw/stays")
     });
+}
+
+#[test]
+fn tells_systemd_it_is_ready_and_logs_with_priorities() {
+    let Some((broker, regd)) = broker_and_regd() else {
+        return;
+    };
+    let directory = TempDir::new("notify");
+    let socket_path = directory.file("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let bridge = Bridge::spawn(
+        &regd.url(),
+        &broker.url(),
+        &["--prefix", "regd/gw"],
+        &[("NOTIFY_SOCKET", &socket_path), ("JOURNAL_STREAM", "8:1")],
+    );
+    let mut notifications = String::new();
+    let mut buffer = [0u8; 512];
+    while !(notifications.contains("STATUS=connected to mqtt://")
+        && notifications.contains("READY=1"))
+    {
+        let length = socket.recv(&mut buffer).expect("a notification");
+        notifications.push_str(&String::from_utf8_lossy(&buffer[..length]));
+        notifications.push('\n');
+    }
+    assert!(notifications.contains("READY=1"), "{notifications}");
+    bridge.wait_connects(1);
+    // Under systemd (JOURNAL_STREAM), lines carry syslog priorities, no timestamps.
+    bridge.wait_for_log("<6>connected to mqtt://");
+    bridge.signal("TERM");
+    while !notifications.contains("STOPPING=1") {
+        let length = socket.recv(&mut buffer).expect("STOPPING=1");
+        notifications.push_str(&String::from_utf8_lossy(&buffer[..length]));
+    }
 }
 
 fn help() -> String {
