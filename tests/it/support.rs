@@ -415,6 +415,8 @@ impl Http {
                 true
             }
             Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => false,
+            // A signal to the test process (another test's child exiting) is no error.
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => true,
             Err(error) => panic!("reading from regd: {error}"),
         }
     }
