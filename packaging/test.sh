@@ -55,6 +55,7 @@ check_target() {
     file "$regd" | grep -q 'ARM\|aarch64' || fail "$regd is not an ARM binary"
     run() { "$qemu" -L "$sysroot" "$@"; }
     [ "$(run "$regd" --version)" = "regd $version" ] || fail "regd --version"
+    [ "$(run "target/$triple/release/regd-mqtt" --version)" = "regd-mqtt $version" ] || fail "regd-mqtt --version"
     start_regd "$work/$triple" "$qemu" -L "$sysroot" "$regd"
     echo "ARM regd at $address"
 
@@ -107,6 +108,8 @@ file "$musl" | grep -q 'statically linked' || fail "$musl is not static: $(file 
 [ "$(qemu-aarch64 "$musl" --version)" = "regd $version" ] || fail "musl regd --version"
 [ "$(qemu-aarch64 "dist/regctl-$version-aarch64-linux-musl" --version)" = "regctl $version" ] ||
     fail "musl regctl --version"
+[ "$(qemu-aarch64 "dist/regd-mqtt-$version-aarch64-linux-musl" --version)" = "regd-mqtt $version" ] ||
+    fail "musl regd-mqtt --version"
 
 step "the amd64 .deb in a throwaway root"
 deb=$(ls dist/regd_"$version"-1_amd64.deb)
