@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds every release artefact into dist/:
-#   regd_VERSION-1_{amd64,arm64,armhf}.deb   Debian packages (daemon, regctl, units,
+#   regd_VERSION-1_{amd64,arm64,armhf}.deb   Debian packages (daemon, regctl, regd-mqtt, units,
 #                                            /etc/default/regd, man pages)
 #   regd-VERSION-aarch64-linux-musl          static binaries for other distributions
 #   regctl-VERSION-aarch64-linux-musl
+#   regd-mqtt-VERSION-aarch64-linux-musl
 #   SHA256SUMS
 # Needs what packaging/build-deps.sh installs.
 set -euo pipefail
@@ -32,7 +33,7 @@ done
 
 echo "==> static binaries for aarch64-unknown-linux-musl"
 cargo build --locked --release --target aarch64-unknown-linux-musl --bins
-for binary in regd regctl; do
+for binary in regd regctl regd-mqtt; do
     if [ -f "target/aarch64-unknown-linux-musl/release/$binary" ]; then
         cp "target/aarch64-unknown-linux-musl/release/$binary" "dist/$binary-$version-aarch64-linux-musl"
     fi

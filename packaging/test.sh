@@ -55,6 +55,7 @@ check_target() {
     file "$regd" | grep -q 'ARM\|aarch64' || fail "$regd is not an ARM binary"
     run() { "$qemu" -L "$sysroot" "$@"; }
     [ "$(run "$regd" --version)" = "regd $version" ] || fail "regd --version"
+    [ "$(run "target/$triple/release/regd-mqtt" --version)" = "regd-mqtt $version" ] || fail "regd-mqtt --version"
     start_regd "$work/$triple" "$qemu" -L "$sysroot" "$regd"
     echo "ARM regd at $address"
 
@@ -107,6 +108,8 @@ file "$musl" | grep -q 'statically linked' || fail "$musl is not static: $(file 
 [ "$(qemu-aarch64 "$musl" --version)" = "regd $version" ] || fail "musl regd --version"
 [ "$(qemu-aarch64 "dist/regctl-$version-aarch64-linux-musl" --version)" = "regctl $version" ] ||
     fail "musl regctl --version"
+[ "$(qemu-aarch64 "dist/regd-mqtt-$version-aarch64-linux-musl" --version)" = "regd-mqtt $version" ] ||
+    fail "musl regd-mqtt --version"
 
 step "the amd64 .deb in a throwaway root"
 deb=$(ls dist/regd_"$version"-1_amd64.deb)
@@ -116,12 +119,17 @@ dpkg-deb -x "$deb" "$root"
 dpkg-deb -e "$deb" "$root/DEBIAN"
 for file in usr/bin/regd usr/bin/regctl usr/share/man/man1/regctl.1.gz etc/default/regd usr/lib/systemd/system/regd.service \
     usr/lib/systemd/system/regd.socket usr/share/man/man8/regd.8.gz \
+    usr/bin/regd-mqtt etc/default/regd-mqtt usr/lib/systemd/system/regd-mqtt.service usr/share/man/man8/regd-mqtt.8.gz \
     usr/share/doc/regd/copyright usr/share/doc/regd/changelog.Debian.gz; do
     [ -e "$root/$file" ] || fail "$file missing from $deb"
 done
 [ "$(stat -c %a "$root/usr/bin/regd")" = 755 ] || fail "regd mode"
 [ "$(stat -c %a "$root/etc/default/regd")" = 644 ] || fail "/etc/default/regd mode"
 grep -qx /etc/default/regd "$root/DEBIAN/conffiles" || fail "/etc/default/regd is not a conffile"
+grep -qx /etc/default/regd-mqtt "$root/DEBIAN/conffiles" || fail "/etc/default/regd-mqtt is not a conffile"
+# The bridge's service ships disabled: no maintainer script enables or starts it.
+! grep -q 'regd-mqtt' "$root/DEBIAN/postinst" || fail "postinst touches regd-mqtt.service"
+[ "$("$root/usr/bin/regd-mqtt" --version)" = "regd-mqtt $version" ] || fail "installed regd-mqtt does not run"
 for script in postinst prerm postrm; do
     grep -q 'deb-systemd-helper\|deb-systemd-invoke\|systemctl' "$root/DEBIAN/$script" ||
         fail "$script does not manage the service"
@@ -138,12 +146,15 @@ kill -TERM "${pids[-1]}"; wait "${pids[-1]}"
 mkdir -p "$work/units"
 sed "s|/usr/bin/regd|$root/usr/bin/regd|" "$root/usr/lib/systemd/system/regd.service" >"$work/units/regd.service"
 cp "$root/usr/lib/systemd/system/regd.socket" "$work/units/regd.socket"
-SYSTEMD_LOG_LEVEL=err systemd-analyze verify --man=no "$work/units/regd.service" "$work/units/regd.socket" ||
-    fail "systemd-analyze verify"
-score=$(systemd-analyze security --offline=yes "$work/units/regd.service" 2>/dev/null |
-    sed -n 's/.*Overall exposure level for regd.service: \([0-9.]*\).*/\1/p')
-echo "systemd-analyze security: $score"
-python3 -c "import sys; sys.exit(0 if float('$score') <= 2.0 else 1)" || fail "exposure $score > 2.0"
+sed "s|/usr/bin/regd-mqtt|$root/usr/bin/regd-mqtt|" "$root/usr/lib/systemd/system/regd-mqtt.service" >"$work/units/regd-mqtt.service"
+SYSTEMD_LOG_LEVEL=err systemd-analyze verify --man=no "$work/units/regd.service" "$work/units/regd.socket" \
+    "$work/units/regd-mqtt.service" || fail "systemd-analyze verify"
+for unit in regd regd-mqtt; do
+    score=$(systemd-analyze security --offline=yes "$work/units/$unit.service" 2>/dev/null |
+        sed -n "s/.*Overall exposure level for $unit.service: \\([0-9.]*\\).*/\\1/p")
+    echo "systemd-analyze security $unit.service: $score"
+    python3 -c "import sys; sys.exit(0 if float('$score') <= 2.0 else 1)" || fail "$unit exposure $score > 2.0"
+done
 
 step "lintian"
 for deb in dist/*.deb; do

@@ -242,6 +242,21 @@ impl Provider {
         http.delete(&http.agent, names)
     }
 
+    /// Stops providing these registers *without* deleting them: regd keeps each one
+    /// until its ttl runs out, as it would for a provider that died. For a provider whose
+    /// source went away (a bridge that lost its broker), so that consumers see the
+    /// registers expire rather than vanish early or stay on stale values. Their pending
+    /// change requests are no longer taken.
+    pub fn forget<S: AsRef<str>>(&self, names: &[S]) {
+        {
+            let mut state = self.shared.state.lock();
+            for name in names {
+                state.registers.remove(name.as_ref());
+            }
+        }
+        self.restart_poll();
+    }
+
     /// The names this provider keeps alive.
     pub fn names(&self) -> Vec<String> {
         self.shared.state.lock().registers.keys().cloned().collect()

@@ -436,6 +436,51 @@ fn closing_or_dropping_a_provider_deletes_its_registers() {
 }
 
 #[test]
+fn a_forgotten_register_is_not_refreshed_or_deleted_but_expires() {
+    let daemon = Daemon::start(&[]);
+    let client = Client::new(&daemon.url()).unwrap();
+    let consumer = client.consumer();
+    consumer.subscribe(["kept", "forgotten"]);
+    let provider = client.provider();
+    let ttl = Duration::from_millis(600);
+    provider
+        .publish_many([
+            ("kept".to_string(), Json::from(1), None, ttl),
+            ("forgotten".to_string(), Json::from(1), None, ttl),
+        ])
+        .unwrap();
+    // Written (publish returns after the write); the consumer's updates of the two may
+    // come in either order, so they are not awaited one by one.
+    let forgotten_at = Instant::now();
+    provider.forget(&["forgotten"]);
+    assert_eq!(provider.names(), ["kept"]);
+    // Not deleted: still readable right after.
+    assert!(
+        client
+            .get(&["forgotten"])
+            .unwrap()
+            .contains_key("forgotten")
+    );
+    wait_for_removal(&consumer, "forgotten");
+    // It lived out (most of) its ttl and was not refreshed past it.
+    let gone_after = forgotten_at.elapsed();
+    assert!(
+        gone_after < ttl * 3,
+        "refreshed after forget: gone after {gone_after:?}"
+    );
+    // Change requests for it stay with regd now.
+    client.request("forgotten", &Json::from(2)).unwrap();
+    assert_eq!(
+        daemon.get("/provider?name=forgotten").body,
+        r#"{"registers":{"forgotten":{"value":2}}}"#
+    );
+    // The other one is still kept alive, and closing deletes only it.
+    assert!(client.get(&["kept"]).unwrap().contains_key("kept"));
+    provider.close().unwrap();
+    assert!(client.list().unwrap().is_empty());
+}
+
+#[test]
 fn a_thousand_fast_changes_reach_a_consumer() {
     let daemon = Daemon::start(&[]);
     let client = Client::new(&daemon.url()).unwrap();

@@ -351,21 +351,7 @@ fn serves_a_socket_passed_by_systemd() {
 
 /// The settings regd reports in --help: (flag, variable, default).
 fn documented_settings() -> Vec<(String, String, String)> {
-    let help = String::from_utf8(regd(&["--help"]).stdout).unwrap();
-    let lines: Vec<&str> = help.lines().collect();
-    let mut settings = Vec::new();
-    for pair in lines.windows(2) {
-        let Some(rest) = pair[1].trim().strip_prefix("[env ") else {
-            continue;
-        };
-        let flag = pair[0].split_whitespace().next().unwrap().to_string();
-        let (variable, default) = rest.split_once("] [default ").unwrap();
-        settings.push((
-            flag,
-            variable.to_string(),
-            default.trim_end_matches(']').to_string(),
-        ));
-    }
+    let settings = help_settings(&String::from_utf8(regd(&["--help"]).stdout).unwrap());
     assert!(settings.len() >= 15, "{settings:?}");
     settings
 }

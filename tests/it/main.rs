@@ -11,6 +11,8 @@ mod daemon;
 mod faults;
 mod http_layer;
 mod mcp;
+#[cfg(feature = "mqtt")]
+mod mqtt;
 mod protocol_a;
 mod protocol_b;
 mod regctl;

@@ -485,6 +485,8 @@ impl Http {
                 true
             }
             Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => false,
+            // A signal to the test process (another test's child exiting) is no error.
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => true,
             Err(error) => panic!("reading from regd: {error}"),
         }
     }
@@ -562,4 +564,24 @@ pub fn metric(daemon: &Daemon, name: &str) -> Option<f64> {
         let (key, value) = line.split_once(' ')?;
         (key == name).then(|| value.parse().ok()).flatten()
     })
+}
+
+/// The `(flag, variable, default)` of every setting a `--help` lists as a flag line
+/// followed by `[env VARIABLE] [default VALUE]` (regd and regd-mqtt).
+pub fn help_settings(help: &str) -> Vec<(String, String, String)> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut settings = Vec::new();
+    for pair in lines.windows(2) {
+        let Some(rest) = pair[1].trim().strip_prefix("[env ") else {
+            continue;
+        };
+        let flag = pair[0].split_whitespace().next().unwrap().to_string();
+        let (variable, default) = rest.split_once("] [default ").unwrap();
+        settings.push((
+            flag,
+            variable.to_string(),
+            default.trim_end_matches(']').to_string(),
+        ));
+    }
+    settings
 }
