@@ -5,7 +5,8 @@
 #   set, list, watch) and by curl; expiry and a long poll;
 # - the amd64 .deb installed into a throwaway root: files, modes, conffile, units
 #   (systemd-analyze verify), and the installed binaries run;
-# - lintian on every .deb (no errors).
+# - lintian on every .deb (no errors);
+# - at the end, pass or fail: no process it started is still running.
 # Loopback only; every wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,13 +16,41 @@ step() { printf '\n==> %s\n' "$*"; }
 version=$(cargo metadata --no-deps --format-version 1 |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 work=$(mktemp -d)
+# Every process this script starts inherits this mark, so the last check finds any
+# that outlived the script, however it was started. The script's own shells do not
+# show it: /proc/PID/environ is the environment a process was started with.
+export REGD_PACKAGING_TEST_RUN="$$.$RANDOM"
 pids=()
+# True while process $1 runs (a zombie, dead but not yet reaped, does not count).
+running() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${state:0:1}" != Z ]
+}
 cleanup() {
+    local status=$? pid survivors deadline=$((SECONDS + 10))
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        while running "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
+    # grep alone runs without the mark (no pipeline: its other commands would have it).
+    survivors=$(env -u REGD_PACKAGING_TEST_RUN grep -lxzF "REGD_PACKAGING_TEST_RUN=$REGD_PACKAGING_TEST_RUN" \
+        /proc/[0-9]*/environ 2>/dev/null || true)
+    survivors=${survivors//\/proc\//}
+    survivors=${survivors//\/environ/}
+    if [ -n "$survivors" ]; then
+        echo "packaging/test.sh: processes it started are still running (now killed):" >&2
+        ps -o pid,args -p "${survivors//$'\n'/,}" >&2 || true
+        # shellcheck disable=SC2086 # one pid per word
+        kill -KILL $survivors 2>/dev/null || true
+        status=1
+    fi
     rm -rf "$work"
+    exit "$status"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # Starts a regd command line in the background; sets $address.
 start_regd() {
@@ -47,15 +76,20 @@ wait_for() {
     done
 }
 
+# The functional check of one ARM build: check_target NAME REGD REGCTL QEMU-COMMAND...
 check_target() {
-    local triple=$1 qemu=$2 sysroot=$3
-    local regd="target/$triple/release/regd" regctl="target/$triple/release/regctl"
-    step "$triple under $qemu"
+    local name=$1 regd=$2 regctl=$3
+    shift 3
+    local qemu=("$@")
+    step "$name: $(basename "$regd") and $(basename "$regctl") under ${qemu[*]}"
     [ -x "$regd" ] || fail "$regd missing; run packaging/build.sh"
     file "$regd" | grep -q 'ARM\|aarch64' || fail "$regd is not an ARM binary"
-    run() { "$qemu" -L "$sysroot" "$@"; }
+    # Commands started in the background run qemu directly, never through this
+    # function, so that $! is qemu itself and killing it ends the ARM process.
+    run() { "${qemu[@]}" "$@"; }
     [ "$(run "$regd" --version)" = "regd $version" ] || fail "regd --version"
-    start_regd "$work/$triple" "$qemu" -L "$sysroot" "$regd"
+    start_regd "$work/$name" "${qemu[@]}" "$regd"
+    local daemon=${pids[-1]}
     echo "ARM regd at $address"
 
     # curl: publish, read, long poll woken by a change, expiry.
@@ -63,12 +97,13 @@ check_target() {
     [ "$(curl -fsS "$address/consumer?name=t")" = '{"registers":{"t":{"value":21.5}}}' ] || fail "read"
     curl -fsS "$address/consumer?name=t&wait=20s" >"$work/poll" &
     local poll=$!
+    pids+=("$poll")
     wait_for 20 '[ "$(curl -fsS "$address/metrics" | sed -n "s/^regd_held_polls //p")" = 1 ]'
     curl -fsS -X PUT "$address/provider" -d '{"registers":{"t":{"value":22,"ttl":"300ms"}}}'
     wait "$poll"
     [ "$(cat "$work/poll")" = '{"registers":{"t":{"value":22}}}' ] || fail "long poll: $(cat "$work/poll")"
     wait_for 10 '[ "$(curl -fsS "$address/consumer?name=t")" = "{\"registers\":{}}" ]'
-    grep -q 'register "t" expired' "$work/$triple.err" || fail "expiry not logged"
+    grep -q 'register "t" expired' "$work/$name.err" || fail "expiry not logged"
 
     [ -x "$regctl" ] || fail "$regctl missing; run packaging/build.sh"
     {
@@ -76,12 +111,14 @@ check_target() {
         export REGISTRY=$address
         # provide keeps a register alive and applies change requests until stdin ends.
         rm -f "$work/provide-in" && mkfifo "$work/provide-in"
-        run "$regctl" provide lamp false --ttl 2s <"$work/provide-in" >"$work/provide-out" 2>&1 &
+        "${qemu[@]}" "$regctl" provide lamp false --ttl 2s <"$work/provide-in" >"$work/provide-out" 2>&1 &
         local provider=$!
+        pids+=("$provider")
         exec 9>"$work/provide-in"
         wait_for 30 '[ "$(run "$regctl" get lamp 2>/dev/null)" = false ]'
-        run "$regctl" watch lamp >"$work/watch" 2>&1 9>&- &
+        "${qemu[@]}" "$regctl" watch lamp >"$work/watch" 2>&1 9>&- &
         local watcher=$!
+        pids+=("$watcher")
         run "$regctl" set lamp true --timeout 20s
         [ "$(run "$regctl" get lamp)" = true ] || fail "regctl set"
         run "$regctl" list | grep -q '^lamp' || fail "regctl list"
@@ -89,16 +126,20 @@ check_target() {
         exec 9>&-
         wait "$provider" || fail "regctl provide exited non-zero: $(cat "$work/provide-out")"
         wait_for 10 '! run "$regctl" list | grep -q "^lamp"'
-        kill "$watcher" 2>/dev/null || true
+        kill "$watcher"
+        wait "$watcher" 2>/dev/null || true
         unset REGISTRY
     }
-    kill -TERM "${pids[-1]}"
-    wait "${pids[-1]}" || fail "regd under qemu did not exit 0 on SIGTERM"
-    echo "ok: $triple"
+    kill -TERM "$daemon"
+    wait "$daemon" || fail "regd under qemu did not exit 0 on SIGTERM"
+    echo "ok: $name"
 }
 
-check_target aarch64-unknown-linux-gnu qemu-aarch64 /usr/aarch64-linux-gnu
-check_target armv7-unknown-linux-gnueabihf qemu-arm /usr/arm-linux-gnueabihf
+check_target arm64 target/aarch64-unknown-linux-gnu/release/regd target/aarch64-unknown-linux-gnu/release/regctl \
+    qemu-aarch64 -L /usr/aarch64-linux-gnu
+
+check_target armv7 target/armv7-unknown-linux-gnueabihf/release/regd target/armv7-unknown-linux-gnueabihf/release/regctl \
+    qemu-arm -L /usr/arm-linux-gnueabihf
 
 step "static aarch64 musl binary"
 musl="dist/regd-$version-aarch64-linux-musl"
