@@ -15,7 +15,7 @@ packages=(
     gcc-arm-linux-gnueabihf # linker for armv7-unknown-linux-gnueabihf; builds the SIGILL control
     libc6-dev-armhf-cross   # its C library and start files; the sysroot qemu-arm -L uses
     qemu-user               # qemu-aarch64, qemu-arm (-cpu arm1176 for ARMv6) in test.sh
-    llvm                    # llvm-objdump (instruction scan), llvm-strip (ARMv6 binaries)
+    llvm                    # llvm-objdump, llvm-objcopy: the ARMv6 instruction scan in test.sh
     dpkg-dev                # dpkg-shlibdeps, behind cargo-deb's Depends: $auto
     lintian                 # test.sh lints every .deb
     systemd                 # systemd-analyze verify / security in test.sh
@@ -34,9 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Rust: the stable cross targets, and nightly with its std sources for the ARMv6 build
-# (rustup ships no std for arm-unknown-linux-musleabihf built for the ARM1176, so
-# build.sh rebuilds std with -Zbuild-std).
+# Rust: the stable cross targets (armv7 for the glibc baseline of bench-arm32.sh), and
+# nightly with its std sources for the ARMv6 build: rustup's prebuilt std for the ARMv6
+# targets cannot be downloaded here (404), so build.sh builds std for the ARM1176 itself.
 installed_targets=$(rustup target list --installed)
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf aarch64-unknown-linux-musl; do
     if ! grep -qx "$target" <<<"$installed_targets"; then
@@ -52,7 +52,7 @@ if ! cargo deb --version >/dev/null 2>&1; then
     cargo install cargo-deb --locked --version '^3'
 fi
 
-# zig links the static musl ARMv6 binaries (with musl built for the target CPU);
+# zig links the static musl ARMv6 binaries (with a musl it builds itself);
 # cargo-zigbuild drives it from cargo. Both come from PyPI, pinned to versions that
 # were verified together. build.sh finds cargo-zigbuild in this Python's scripts folder.
 python_tools=(ziglang==0.17.1 cargo-zigbuild==0.24.1)

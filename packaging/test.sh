@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Tests the artefacts of packaging/build.sh, on this x86-64 machine:
-# - for each ARM target: regd --version and regctl --version under qemu-user; the ARM
-#   regd started under qemu on loopback and driven by the ARM regctl (provide, get,
-#   set, list, watch) and by curl; expiry and a long poll;
-# - the amd64 .deb installed into a throwaway root: files, modes, conffile, units
-#   (systemd-analyze verify), and the installed binaries run;
+# - each ARM build under qemu-user: regd --version and regctl --version; regd started
+#   on loopback and driven by regctl (provide, get, set, list, watch) and by curl
+#   (publish, read, a long poll woken, expiry), then a clean SIGTERM. The arm64 build
+#   under qemu-aarch64; the armhf .deb's static binaries under `qemu-arm -cpu arm1176`
+#   (Pi Zero and 1) and `-cpu cortex-a7` (Pi 2 and later, 32-bit);
+# - ARMv6: every ARMv7-only instruction in those binaries (a disassembly for the ARM1176
+#   against one for a Cortex-A15) lies in a named routine that never runs on an ARMv6;
+#   an ARMv7 program dies with SIGILL under `-cpu arm1176`, and the scan finds its
+#   ARMv7 instruction (the controls that make both checks mean something);
+# - the amd64 and armhf .debs unpacked into throwaway roots: files, modes, conffile,
+#   maintainer scripts; the amd64 units (systemd-analyze verify) and installed binaries;
 # - lintian on every .deb (no errors);
 # - at the end, pass or fail: no process it started is still running.
 # Loopback only; every wait is bounded.
@@ -13,8 +19,7 @@ cd "$(dirname "$0")/.."
 
 fail() { echo "packaging/test.sh: $*" >&2; exit 1; }
 step() { printf '\n==> %s\n' "$*"; }
-version=$(cargo metadata --no-deps --format-version 1 |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+source packaging/metadata.sh
 work=$(mktemp -d)
 # Every process this script starts inherits this mark, so the last check finds any
 # that outlived the script, however it was started. The script's own shells do not
@@ -138,8 +143,92 @@ check_target() {
 check_target arm64 target/aarch64-unknown-linux-gnu/release/regd target/aarch64-unknown-linux-gnu/release/regctl \
     qemu-aarch64 -L /usr/aarch64-linux-gnu
 
-check_target armv7 target/armv7-unknown-linux-gnueabihf/release/regd target/armv7-unknown-linux-gnueabihf/release/regctl \
-    qemu-arm -L /usr/arm-linux-gnueabihf
+# Prints "ROUTINE ADDRESS INSTRUCTION" for each instruction of the ELF file $1 that a
+# Cortex-A15 decodes and an ARM1176 does not, or decodes otherwise: ARMv7 (MOVW, DMB,
+# ...), Thumb-2, NEON, VFPv3/v4 (d16-d31). The file needs its symbols: they tell code
+# from data (mapping symbols) and name each routine.
+armv7_only_instructions() {
+    llvm-objdump -d --no-show-raw-insn --triple=armv6kz-linux-gnueabihf --mcpu=arm1176jzf-s "$1" >"$work/armv6.s"
+    llvm-objdump -d --no-show-raw-insn --triple=armv7a-linux-gnueabihf --mcpu=cortex-a15 "$1" >"$work/armv7.s"
+    awk '
+        function text(line) { sub(/^ *[0-9a-f]+:[ \t]*/, "", line); return line }
+        FNR == 1 { routine = "" }
+        /^[0-9a-f]+ <.*>:$/ {
+            match($0, /<.*>/)
+            name = substr($0, RSTART + 1, RLENGTH - 2)
+            if (name !~ /^\$/) routine = name   # $a, $d, $t mark code and data, inside a routine
+            next
+        }
+        !/^ *[0-9a-f]+:/ { next }
+        NR == FNR { armv6[$1] = text($0); next }
+        armv6[$1] != text($0) { print routine, $1, text($0) }
+    ' "$work/armv6.s" "$work/armv7.s"
+}
+
+# The routines that hold ARMv7-only instructions and never run on an ARMv6, and why.
+armv6_unreachable=(
+    # musl: its atomics pick these at start-up only when the kernel's AT_PLATFORM is not
+    # "v6..." (src/thread/arm/__set_thread_area.c); an ARM1176 gets __a_*_v6.
+    __a_barrier_v7
+    __a_cas_v7
+    # libunwind: save and restore d16-d31, only for unwind information that names those
+    # registers; code built for the ARM1176's VFPv2 (d0-d15) has none.
+    _ZN9libunwind13Registers_arm9saveVFPv3EPv
+    _ZN9libunwind13Registers_arm12restoreVFPv3EPv
+)
+
+step "controls: an ARMv7 program under qemu-arm -cpu arm1176, and the scan of it"
+# The emulator check means something only if the ARM1176 model refuses ARMv7 code, and
+# the scan only if it finds ARMv7 code where there is some.
+arm-linux-gnueabihf-gcc -marm -march=armv7-a+fp -O2 -static -nostdlib -ffreestanding -fno-stack-protector \
+    -o "$work/armv7-probe" packaging/armv7-probe.c
+[ "$(qemu-arm -cpu cortex-a7 "$work/armv7-probe")" = $'ARMv6 code ran\nARMv7 code ran' ] ||
+    fail "the ARMv7 probe does not run on a Cortex-A7"
+if probe=$(ulimit -c 0; qemu-arm -cpu arm1176 "$work/armv7-probe" 2>"$work/probe.err"); then probe_status=0; else probe_status=$?; fi
+[ "$probe_status" = $((128 + 4)) ] && [ "$probe" = "ARMv6 code ran" ] ||
+    fail "the ARMv7 probe did not die of SIGILL at its MOVW under -cpu arm1176 (status $probe_status, output: $probe)"
+echo "ARMv7 probe: runs on cortex-a7; on arm1176 it dies of SIGILL (status $probe_status) at its MOVW"
+armv7_only_instructions "$work/armv7-probe" | grep -q '^_start .*movw' ||
+    fail "the instruction scan does not find the MOVW of the ARMv7 probe"
+echo "instruction scan of the probe: $(armv7_only_instructions "$work/armv7-probe" | tr '\n' ';')"
+
+step "armhf .deb: static ARMv6 binaries for every 32-bit ARM board"
+armhf_deb="dist/regd_${version}-1_armhf.deb"
+[ -f "$armhf_deb" ] || fail "$armhf_deb missing; run packaging/build.sh"
+[ "$(dpkg-deb -f "$armhf_deb" Architecture)" = armhf ] || fail "$armhf_deb is not armhf"
+diff <(dpkg-deb -c "$armhf_deb" | awk '{print $6}' | sort) \
+    <(dpkg-deb -c "dist/regd_${version}-1_amd64.deb" | awk '{print $6}' | sort) ||
+    fail "the armhf package does not hold the same files as the amd64 one"
+armhf_root="$work/armhf"
+dpkg-deb -x "$armhf_deb" "$armhf_root"
+for binary in regd regctl; do
+    [ -f "dist/$binary-$version-armv6-linux-musleabihf" ] || fail "dist/$binary-$version-armv6-linux-musleabihf missing"
+done
+for binary in $binaries; do
+    shipped="dist/$binary-$version-armv6-linux-musleabihf" scanned="target/arm-unknown-linux-musleabihf/release/$binary"
+    [ -f "$shipped" ] || continue
+    file "$shipped" | grep -q 'ELF 32-bit LSB executable, ARM, EABI5.*statically linked' ||
+        fail "$shipped is not a static 32-bit ARM executable: $(file "$shipped")"
+    if [ -e "$armhf_root/usr/bin/$binary" ]; then
+        cmp -s "$shipped" "$armhf_root/usr/bin/$binary" || fail "$shipped differs from /usr/bin/$binary in $armhf_deb"
+    fi
+    [ "$(qemu-arm -cpu arm1176 "$shipped" --version)" = "$binary $version" ] || fail "$shipped --version under arm1176"
+    # The scan reads the unstripped build; the shipped code is the same bytes.
+    llvm-objcopy --dump-section=.text="$work/shipped.text" "$shipped" "$work/shipped.copy"
+    llvm-objcopy --dump-section=.text="$work/scanned.text" "$scanned" "$work/scanned.copy"
+    cmp -s "$work/shipped.text" "$work/scanned.text" || fail "the code of $shipped is not that of $scanned"
+    armv7_only_instructions "$scanned" >"$work/armv7-only"
+    outside=$(awk -v allowed="${armv6_unreachable[*]}" '
+        BEGIN { split(allowed, names, " "); for (i in names) unreachable[names[i]] = 1 }
+        !($1 in unreachable)' "$work/armv7-only")
+    [ -z "$outside" ] || fail "ARMv7-only instructions in $binary outside the known routines:"$'\n'"$outside"
+    echo "$binary: $(grep -c '^ *[0-9a-f]*:' "$work/armv7.s") instructions scanned;" \
+        "ARMv7-only: $(wc -l <"$work/armv7-only"), in $(cut -d' ' -f1 "$work/armv7-only" | sort -u | tr '\n' ' ')(never run on ARMv6)"
+done
+# On the ARM1176 (Pi Zero, 1), and on a Cortex-A7 (Pi 2 and later, 32-bit), where musl
+# takes its ARMv7 routines.
+check_target armhf-on-arm1176 "$armhf_root/usr/bin/regd" "$armhf_root/usr/bin/regctl" qemu-arm -cpu arm1176
+check_target armhf-on-cortex-a7 "$armhf_root/usr/bin/regd" "$armhf_root/usr/bin/regctl" qemu-arm -cpu cortex-a7
 
 step "static aarch64 musl binary"
 musl="dist/regd-$version-aarch64-linux-musl"
