@@ -4,8 +4,9 @@
 # (target/armv7-unknown-linux-gnueabihf, built here if missing). Each round starts one
 # regd under `qemu-arm -cpu cortex-a7`, measures it with the host's `regctl bench`, and
 # stops it; the builds alternate, so drift in the machine's load falls on both. Prints
-# every round, then per phase the median requests per second of each build and their
-# ratio (musl ARMv6 / glibc ARMv7).
+# per phase the median requests per second of each build, their ratio (musl ARMv6 /
+# glibc ARMv7) and the median of the per-round ratios, then the daemon's CPU time per
+# request (emulated: a ratio of costs, not a Pi's figures).
 #
 #   packaging/bench-arm32.sh [ROUNDS [PHASE_DURATION]]     (defaults: 5 rounds, 3s)
 #
@@ -49,6 +50,9 @@ measure() {
     "$regctl" --registry "$(sed -n 's|^listening on ||p' "$work/out")" bench \
         --duration "$duration" --json 2>/dev/null >>"$work/$name.jsonl"
     echo >>"$work/$name.jsonl"
+    # The daemon's CPU time (user + system, clock ticks) over the whole round: a cost per
+    # request that other load on the machine disturbs less than a rate does.
+    awk '{ print $14 + $15 }' "/proc/$daemon/stat" >>"$work/$name.ticks"
     kill -TERM "$daemon"
     wait "$daemon" || { echo "bench-arm32: $name did not exit cleanly" >&2; exit 1; }
     daemon=
@@ -60,18 +64,27 @@ for round in $(seq "$rounds"); do
     measure armv6-musl qemu-arm -cpu cortex-a7 "$armv6"
 done
 
-python3 - "$work" <<'EOF'
+python3 - "$work" "$(getconf CLK_TCK)" <<'EOF'
 import json, statistics, sys
-work = sys.argv[1]
-runs = {name: [json.loads(line) for line in open(f"{work}/{name}.jsonl") if line.strip()]
-        for name in ("armv7-glibc", "armv6-musl")}
-phases = [p["phase"] for p in runs["armv7-glibc"][0]["phases"]]
+work, ticks_per_second = sys.argv[1], int(sys.argv[2])
+names = ("armv7-glibc", "armv6-musl")
+runs = {name: [json.loads(line) for line in open(f"{work}/{name}.jsonl") if line.strip()] for name in names}
+ticks = {name: [int(line) for line in open(f"{work}/{name}.ticks")] for name in names}
 def rates(name, phase):
     return [p["per_second"] for run in runs[name] for p in run["phases"] if p["phase"] == phase]
-print(f"{'phase':<16} {'glibc ARMv7 req/s (rounds)':<44} {'musl ARMv6 req/s (rounds)':<44} ratio")
-for phase in phases:
-    v7, v6 = rates("armv7-glibc", phase), rates("armv6-musl", phase)
-    show = lambda xs: " ".join(f"{x:.0f}" for x in xs)
-    m7, m6 = statistics.median(v7), statistics.median(v6)
-    print(f"{phase:<16} {m7:>7.0f} ({show(v7)})".ljust(61) + f" {m6:>7.0f} ({show(v6)})".ljust(45) + f" {m6 / m7:.2f}")
+print("requests per second, median of the rounds; ratio = musl ARMv6 / glibc ARMv7")
+print(f"{'phase':<16}{'glibc ARMv7':>12}{'musl ARMv6':>12}{'ratio':>7}{'paired':>8}   rounds (glibc ARMv7 | musl ARMv6)")
+for phase in [p["phase"] for p in runs[names[0]][0]["phases"]]:
+    v7, v6 = rates(names[0], phase), rates(names[1], phase)
+    paired = statistics.median(b / a for a, b in zip(v7, v6))
+    rounds = " ".join(f"{x:.0f}" for x in v7) + " | " + " ".join(f"{x:.0f}" for x in v6)
+    print(f"{phase:<16}{statistics.median(v7):>12.0f}{statistics.median(v6):>12.0f}"
+          f"{statistics.median(v6) / statistics.median(v7):>7.2f}{paired:>8.2f}   {rounds}")
+def cpu_per_request(name):
+    return [t / ticks_per_second * 1e6 / sum(p["requests"] for p in run["phases"])
+            for run, t in zip(runs[name], ticks[name])]
+v7, v6 = cpu_per_request(names[0]), cpu_per_request(names[1])
+print(f"{'CPU µs/request':<16}{statistics.median(v7):>12.1f}{statistics.median(v6):>12.1f}"
+      f"{statistics.median(v6) / statistics.median(v7):>7.2f}"
+      f"{statistics.median(b / a for a, b in zip(v7, v6)):>8.2f}   (the daemon's user + system time, all phases)")
 EOF
