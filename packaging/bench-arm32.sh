@@ -27,7 +27,7 @@ fi
 cargo build --locked --release --bin regctl
 regctl=target/release/regctl
 
-work=$(mktemp -d)
+work=$(mktemp -d -t regd-bench-arm32.XXXXXX)
 daemon=
 cleanup() {
     if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
