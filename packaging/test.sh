@@ -9,8 +9,9 @@
 #   against one for a Cortex-A15) lies in a named routine that never runs on an ARMv6;
 #   an ARMv7 program dies with SIGILL under `-cpu arm1176`, and the scan finds its
 #   ARMv7 instruction (the controls that make both checks mean something);
-# - the amd64 and armhf .debs unpacked into throwaway roots: files, modes, conffile,
-#   maintainer scripts; the amd64 units (systemd-analyze verify) and installed binaries;
+# - the amd64 .deb unpacked into a throwaway root: files, modes, conffile, maintainer
+#   scripts, units (systemd-analyze verify), the installed binaries run; the armhf .deb
+#   holds the same files, and its binaries are the scanned ones;
 # - lintian on every .deb (no errors);
 # - at the end, pass or fail: no process it started is still running.
 # Loopback only; every wait is bounded.
@@ -213,7 +214,9 @@ for binary in $binaries; do
         cmp -s "$shipped" "$armhf_root/usr/bin/$binary" || fail "$shipped differs from /usr/bin/$binary in $armhf_deb"
     fi
     [ "$(qemu-arm -cpu arm1176 "$shipped" --version)" = "$binary $version" ] || fail "$shipped --version under arm1176"
-    # The scan reads the unstripped build; the shipped code is the same bytes.
+    # The scan reads the unstripped build (its symbols tell code from data); the shipped
+    # code is the same bytes.
+    file "$scanned" | grep -q 'not stripped' || fail "$scanned is stripped; the scan needs its symbols"
     llvm-objcopy --dump-section=.text="$work/shipped.text" "$shipped" "$work/shipped.copy"
     llvm-objcopy --dump-section=.text="$work/scanned.text" "$scanned" "$work/scanned.copy"
     cmp -s "$work/shipped.text" "$work/scanned.text" || fail "the code of $shipped is not that of $scanned"
@@ -222,6 +225,7 @@ for binary in $binaries; do
         BEGIN { split(allowed, names, " "); for (i in names) unreachable[names[i]] = 1 }
         !($1 in unreachable)' "$work/armv7-only")
     [ -z "$outside" ] || fail "ARMv7-only instructions in $binary outside the known routines:"$'\n'"$outside"
+    [ "$(grep -c '^ *[0-9a-f]*:' "$work/armv7.s")" -gt 10000 ] || fail "the scan of $binary read almost no code"
     echo "$binary: $(grep -c '^ *[0-9a-f]*:' "$work/armv7.s") instructions scanned;" \
         "ARMv7-only: $(wc -l <"$work/armv7-only"), in $(cut -d' ' -f1 "$work/armv7-only" | sort -u | tr '\n' ' ')(never run on ARMv6)"
 done
