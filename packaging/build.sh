@@ -44,7 +44,7 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
 done
 
 echo "==> static binaries for aarch64-unknown-linux-musl"
-cargo build --locked --release --target aarch64-unknown-linux-musl --bins
+cargo build --locked --release --target aarch64-unknown-linux-musl --bins --features "$bin_features"
 copy_binaries target/aarch64-unknown-linux-musl/release aarch64-linux-musl
 
 # The Pi Zero, Zero W and 1 are ARMv6 (ARM1176JZF-S); Debian's armhf is ARMv7 and dies
@@ -61,7 +61,7 @@ started=$SECONDS
 CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C target-cpu=arm1176jzf-s -C link-self-contained=no -A linker-messages" \
     CARGO_PROFILE_RELEASE_STRIP=false \
     cargo +nightly zigbuild --locked --release -Zbuild-std=std,panic_abort \
-    --target arm-unknown-linux-musleabihf --bins
+    --target arm-unknown-linux-musleabihf --bins --features "$bin_features"
 echo "ARMv6 build: $((SECONDS - started)) s"
 # cargo-deb warns that it finds no $auto dependencies: right, static binaries need none.
 cargo deb --locked --target arm-unknown-linux-musleabihf --no-build --strip --output dist/
