@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compares the two 32-bit ARM builds of regd under the same emulator and CPU model:
 # the static musl ARMv6 build (dist/, as shipped) against the glibc ARMv7 build
-# (target/armv7-unknown-linux-gnueabihf, built here if missing). Each round starts one
+# (target/armv7-unknown-linux-gnueabihf, built here). Each round starts one
 # regd under `qemu-arm -cpu cortex-a7`, measures it with the host's `regctl bench`, and
 # stops it; the builds alternate, so drift in the machine's load falls on both. Prints
 # per phase the median requests per second of each build, their ratio (musl ARMv6 /
@@ -20,10 +20,8 @@ source packaging/metadata.sh
 armv6="dist/regd-$version-armv6-linux-musleabihf"
 armv7=target/armv7-unknown-linux-gnueabihf/release/regd
 [ -x "$armv6" ] || { echo "bench-arm32: $armv6 missing; run packaging/build.sh" >&2; exit 1; }
-if [ ! -x "$armv7" ]; then
-    CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
-        cargo build --locked --release --target armv7-unknown-linux-gnueabihf --bin regd
-fi
+CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+    cargo build --locked --release --target armv7-unknown-linux-gnueabihf --bins --features "$bin_features"
 cargo build --locked --release --bin regctl
 regctl=target/release/regctl
 
@@ -47,8 +45,12 @@ measure() {
         [ $SECONDS -lt $deadline ] || { echo "bench-arm32: $name did not start" >&2; exit 1; }
         sleep 0.05
     done
-    "$regctl" --registry "$(sed -n 's|^listening on ||p' "$work/out")" bench \
-        --duration "$duration" --json 2>/dev/null >>"$work/$name.jsonl"
+    if ! "$regctl" --registry "$(sed -n 's|^listening on ||p' "$work/out")" bench \
+        --duration "$duration" --json >>"$work/$name.jsonl" 2>"$work/bench.err"; then
+        echo "bench-arm32: regctl bench against $name failed:" >&2
+        cat "$work/bench.err" "$work/err" >&2
+        exit 1
+    fi
     echo >>"$work/$name.jsonl"
     # The daemon's CPU time (user + system, clock ticks) over the whole round: a cost per
     # request that other load on the machine disturbs less than a rate does.
