@@ -8,8 +8,10 @@
 //!   register, whether or not the reaper has run;
 //! - every visible change (create, value or metadata change, expiry, delete) advances
 //!   the revision by one and records it on the register, or in the deletion log;
-//! - a waiter is woken at most once: waking removes it from every index.
+//! - a waiter is woken at most once: waking removes it from every index;
+//! - what a restart keeps, and the revision rule across restarts, live in `saved.rs`.
 
+mod saved;
 mod waiters;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -17,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use saved::{LastRun, MAX_REVISION, REVISION_RESERVATION, Restored, SavedState};
 pub use waiters::WaiterId;
 use waiters::Waiters;
 
@@ -89,8 +92,8 @@ pub struct Publish {
     pub ttl: Duration,
 }
 
-/// One register as a reader sees it at a moment.
-#[derive(Clone, Debug)]
+/// One register as a reader sees it at a moment (and as a save keeps it).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterView {
     /// The register's name.
     pub name: Name,
@@ -216,6 +219,10 @@ pub struct Registry<W> {
     expired: Vec<Name>,
     expirations: u64,
     wakeups: u64,
+    /// Operations that changed what a save would write, deadline-only refreshes and
+    /// change requests included (the revision counts neither), so the saver can tell
+    /// whether anything is new.
+    edits: u64,
     shut_down: bool,
 }
 
@@ -240,6 +247,7 @@ impl<W> Registry<W> {
             expired: Vec::new(),
             expirations: 0,
             wakeups: 0,
+            edits: 0,
             shut_down: false,
         }
     }
@@ -294,6 +302,7 @@ impl<W> Registry<W> {
             };
             self.registers.remove(&name);
             self.expirations += 1;
+            self.edits += 1;
             self.record_removal(name.clone());
             self.expired.push(name);
         }
@@ -314,6 +323,8 @@ impl<W> Registry<W> {
                 limit: self.limits.max_registers,
             });
         }
+        // Even a refresh that changes only the deadline is news for a save.
+        self.edits += 1;
         for (name, publish) in entries {
             let deadline = deadline_after(now, publish.ttl);
             match self.registers.get_mut(&name) {
@@ -362,6 +373,9 @@ impl<W> Registry<W> {
                 self.record_removal(name);
                 removed += 1;
             }
+        }
+        if removed > 0 {
+            self.edits += 1;
         }
         removed
     }
@@ -438,6 +452,7 @@ impl<W> Registry<W> {
                 limit: self.limits.max_pending_requests,
             });
         }
+        self.edits += 1;
         for (name, value) in entries {
             self.wake_providers_of(&name);
             self.pending.insert(name, value);
@@ -456,13 +471,17 @@ impl<W> Registry<W> {
 
     /// Removes and returns the pending change requests of `selection`.
     pub fn take_requests(&mut self, selection: &Selection) -> Vec<(Name, Value)> {
-        match selection {
+        let taken: Vec<(Name, Value)> = match selection {
             Selection::All => std::mem::take(&mut self.pending).into_iter().collect(),
             Selection::Names(names) => names
                 .iter()
                 .filter_map(|name| self.pending.remove_entry(name))
                 .collect(),
+        };
+        if !taken.is_empty() {
+            self.edits += 1;
         }
+        taken
     }
 
     /// Puts back requests that were taken but could not be delivered, unless a newer
@@ -472,6 +491,7 @@ impl<W> Registry<W> {
             if !self.pending.contains_key(&name) {
                 self.wake_providers_of(&name);
                 self.pending.insert(name, value);
+                self.edits += 1;
             }
         }
     }

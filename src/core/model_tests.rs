@@ -1,9 +1,11 @@
 //! Model-based test of the core: random sequences of publish, delete, request, take,
-//! restore, polls, cancels, reads and clock advances run against both the registry and
+//! restore, polls, cancels, reads, clock advances and restarts (clean, or after a crash)
+//! run against both the registry and
 //! a deliberately simple reference model; every observable result must agree (values,
 //! metadata, expiry, delivery exactly once, who is woken, `index` answers).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use proptest::prelude::*;
 
@@ -38,6 +40,10 @@ enum Op {
     },
     Advance(u32),
     Expire,
+    /// Save, stop and restore: cleanly, or after a crash that lost nothing since the save.
+    Restart {
+        clean: bool,
+    },
 }
 
 fn names() -> impl Strategy<Value = Vec<usize>> {
@@ -60,6 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (names(), 0..6u64).prop_map(|(names, back)| Op::ChangedSince { names, back }),
         3 => (0..5u32).prop_map(Op::Advance),
         1 => Just(Op::Expire),
+        1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
     ]
 }
 
@@ -83,6 +90,8 @@ struct Model {
     registers: BTreeMap<String, ModelRegister>,
     pending: BTreeMap<String, String>,
     revision: u64,
+    /// Indexes below it answer at once (before the first revision, or a crash).
+    trusted_from: u64,
     /// Every removal with its revision; nothing is forgotten in the model.
     removals: Vec<(u64, String)>,
     waiters: Vec<ModelWaiter>,
@@ -151,6 +160,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut registry: Registry<u32> = Registry::new(Limits::default(), first_revision);
     let mut model = Model {
         revision: first_revision,
+        trusted_from: first_revision,
         ..Model::default()
     };
     let mut next_token = 0u32;
@@ -335,14 +345,44 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .removals
                         .iter()
                         .any(|(revision, name)| *revision > index && selected(&set, name));
-                // Below the first revision the registry cannot know: it answers early.
-                let expected = changed || index < first_revision;
+                // Below the first revision (or a crash) the registry cannot know: it
+                // answers early.
+                let expected = changed || index < model.trusted_from;
                 prop_assert_eq!(got, expected, "index {}", index);
             }
             Op::Advance(steps) => now += STEP * steps,
             Op::Expire => {
                 registry.expire(now);
                 model.expire(now);
+            }
+            Op::Restart { clean } => {
+                let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+                let saved = registry.export(now, wall);
+                model.expire(now);
+                // A save expires what is due, waking its polls in the stopping process.
+                let mut woken = registry.take_wakeups();
+                woken.sort_unstable();
+                let expected: Vec<u32> = std::mem::take(&mut model.woken).into_iter().collect();
+                prop_assert_eq!(woken, expected, "woken by the save");
+                let last_run = if clean {
+                    LastRun::Stopped {
+                        revision: saved.revision,
+                    }
+                } else {
+                    LastRun::Running {
+                        reserved: registry.reservation(),
+                    }
+                };
+                let limits = Limits::default();
+                (registry, _) =
+                    Registry::restore(limits, Some(saved), Some(last_run), 1, now, wall);
+                // Held polls end with the process.
+                model.waiters.clear();
+                if !clean {
+                    model.revision += REVISION_RESERVATION;
+                    model.trusted_from = model.revision;
+                }
+                prop_assert_eq!(registry.revision(), model.revision);
             }
         }
         let mut woken: Vec<u32> = registry.take_wakeups();
