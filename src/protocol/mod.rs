@@ -11,6 +11,7 @@
 //! | [`snapshot`] | the answer of `GET /consumer`, with details | A4, B7 |
 //! | [`error`] | error bodies and statuses | B3 |
 //! | [`json`] | JSON text as stored: compaction, nesting bound, the client's `Json` | A3, A4 |
+//! | `state_file` | the state directory's files (server only; docs/state-file.md) | issue 12 |
 //!
 //! This is the only module that knows JSON. Invariants: a body is validated whole
 //! before anything of it is returned; values and metadata are stored as compact JSON
@@ -35,6 +36,8 @@ pub mod publish;
 pub mod query;
 pub mod requests;
 pub mod snapshot;
+#[cfg(feature = "server")]
+pub mod state_file;
 
 #[cfg(feature = "server")]
 pub use self::error::ApiError;
