@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -21,6 +22,18 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     connections_open: AtomicU64,
     accept_errors: AtomicU64,
+    state: StateCounters,
+}
+
+/// The state saver's figures (shown only when a state directory is in use).
+#[derive(Default)]
+struct StateCounters {
+    enabled: AtomicBool,
+    saves: AtomicU64,
+    failures: AtomicU64,
+    last_save_unix_ms: AtomicU64,
+    last_save_duration_us: AtomicU64,
+    longest_snapshot_us: AtomicU64,
 }
 
 impl Metrics {
@@ -61,6 +74,37 @@ impl Metrics {
     /// `accept()` failed (for example out of file descriptors).
     pub fn accept_failed(&self) {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A state directory is in use: the `regd_state_*` families are shown.
+    pub fn state_enabled(&self) {
+        self.state.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// A save was written: when (wall clock), how long it took in all, and how long it
+    /// held the registry lock.
+    pub fn state_saved(&self, at: SystemTime, took: Duration, lock_held: Duration) {
+        let state = &self.state;
+        let unix_ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        state.saves.fetch_add(1, Ordering::Relaxed);
+        state.last_save_unix_ms.store(
+            u64::try_from(unix_ms.as_millis()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        state
+            .last_save_duration_us
+            .store(micros(took), Ordering::Relaxed);
+        state
+            .longest_snapshot_us
+            .fetch_max(micros(lock_held), Ordering::Relaxed);
+    }
+
+    /// A save failed (it is retried at the next interval).
+    pub fn state_save_failed(&self) {
+        self.state.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Connections being served now.
@@ -167,6 +211,9 @@ impl Metrics {
             family(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
+        if self.state.enabled.load(Ordering::Relaxed) {
+            self.render_state(&mut out);
+        }
         family(
             &mut out,
             "regd_register_value",
@@ -184,6 +231,50 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+impl Metrics {
+    fn render_state(&self, out: &mut String) {
+        let state = &self.state;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let seconds = |micros: u64| micros as f64 / 1e6;
+        let families: [(&str, &str, &str, String); 5] = [
+            (
+                "regd_state_saves_total",
+                "counter",
+                "State saves written to the state directory.",
+                load(&state.saves).to_string(),
+            ),
+            (
+                "regd_state_save_failures_total",
+                "counter",
+                "State saves that failed (retried at the next interval).",
+                load(&state.failures).to_string(),
+            ),
+            (
+                "regd_state_last_save_timestamp_seconds",
+                "gauge",
+                "Wall-clock time of the last state save, in Unix seconds (0 before the first).",
+                sample(load(&state.last_save_unix_ms) as f64 / 1e3),
+            ),
+            (
+                "regd_state_last_save_duration_seconds",
+                "gauge",
+                "Time the last state save took: copying, encoding, writing and syncing.",
+                sample(seconds(load(&state.last_save_duration_us))),
+            ),
+            (
+                "regd_state_longest_snapshot_seconds",
+                "gauge",
+                "Longest time a state save held the registry lock to copy the state, since start.",
+                sample(seconds(load(&state.longest_snapshot_us))),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
 }
 

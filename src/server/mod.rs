@@ -14,6 +14,7 @@ mod parking;
 pub mod probe;
 mod registry;
 mod service;
+mod state;
 mod web;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ pub use http::{HttpLimits, serve_bytes};
 pub use metrics::Metrics;
 pub use registry::{Clock, SystemClock};
 pub use service::{Service, ServiceConfig};
+pub use state::StateConfig;
 
 use crate::protocol::ApiError;
 
@@ -54,6 +56,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// Settings of the service.
     pub service: ServiceConfig,
+    /// Where the state is saved across restarts; `None` keeps it in memory only.
+    pub state: Option<StateConfig>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_millis(800),
             http: HttpLimits::default(),
             service: ServiceConfig::default(),
+            state: None,
         }
     }
 }
@@ -131,6 +136,8 @@ pub struct Server {
     shared: Arc<Shared>,
     /// The hang-up watcher's poll, until `run` hands it to its thread.
     hangups_poll: Option<mio::Poll>,
+    /// The state saver, until `run` hands it to its thread.
+    saver: Option<state::Saver>,
 }
 
 struct Shared {
@@ -205,12 +212,16 @@ impl Server {
             listener: Socket::from(clone),
             connections: Mutex::new(HashMap::new()),
         });
+        // Restored before the address is announced, so the first request sees it.
+        let saver = (config.state.as_ref())
+            .map(|state| state::Saver::open(state, &shared.service, &config.service));
         Ok(Server {
             config,
             listener,
             local_address,
             shared,
             hangups_poll: Some(hangups_poll),
+            saver,
         })
     }
 
@@ -246,6 +257,19 @@ impl Server {
                         .name("regd-hangups".to_string())
                         .stack_size(64 * 1024)
                         .spawn(move || shared.hangups.run(poll))
+                        .map_err(Error::Thread)?,
+                )
+            }
+            None => None,
+        };
+        let (stop_saver, saver_stopped) = mpsc::channel::<()>();
+        let saver = match self.saver.take() {
+            Some(saver) => {
+                let shared = self.shared.clone();
+                Some(
+                    thread::Builder::new()
+                        .name("regd-state".to_string())
+                        .spawn(move || saver.run(&shared.service, &saver_stopped))
                         .map_err(Error::Thread)?,
                 )
             }
@@ -288,6 +312,9 @@ impl Server {
                 let _ = connection.stream.shutdown(Shutdown::Both);
             }
         }
+        // Only when every connection thread has ended can nothing change the registry
+        // after the final save: a clean stop.
+        let all_ended = handles.iter().all(JoinHandle::is_finished);
         for handle in handles {
             if handle.is_finished() {
                 let _ = handle.join();
@@ -295,6 +322,10 @@ impl Server {
         }
         let _ = reaper.join();
         let _ = refuser.join();
+        drop(stop_saver);
+        if let Some(Ok(saver)) = saver.map(JoinHandle::join) {
+            saver.finish(&self.shared.service, all_ended);
+        }
         self.shared.hangups.stop();
         if let Some(hangups) = hangups {
             let _ = hangups.join();

@@ -98,8 +98,9 @@ impl Service {
         self.registry.shut_down();
     }
 
-    /// Runs `operation` on the registry under its lock (see [`SharedRegistry::with_state`]).
-    fn with_state<R>(&self, operation: impl FnOnce(&mut State, Instant) -> R) -> R {
+    /// Runs `operation` on the registry under its lock (see [`SharedRegistry::with_state`]);
+    /// the state saver ([`super::state`]) uses it too.
+    pub(super) fn with_state<R>(&self, operation: impl FnOnce(&mut State, Instant) -> R) -> R {
         self.registry.with_state(operation)
     }
 

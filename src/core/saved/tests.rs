@@ -79,8 +79,8 @@ fn a_clean_restart_keeps_everything_exactly() {
     assert_eq!(restored.downtime, Duration::ZERO);
     assert_eq!(after.revision(), before.revision(), "no revision goes by");
     let (old, new) = (
-        before.snapshot(now, &Selection::All),
-        after.snapshot(later, &Selection::All),
+        before.read(now, &Selection::All),
+        after.read(later, &Selection::All),
     );
     assert_eq!(
         old.registers, new.registers,
@@ -129,7 +129,7 @@ fn downtime_comes_off_every_lifetime() {
     );
     assert_eq!(restored.downtime, 90 * SECOND);
     assert!(!restored.clock_behind);
-    let snapshot = after.snapshot(now, &Selection::All);
+    let snapshot = after.read(now, &Selection::All);
     let left: Vec<Duration> = snapshot.registers.iter().map(|v| v.expires_in).collect();
     assert_eq!(left, [24 * HOUR - 90 * SECOND, HOUR - 90 * SECOND]);
 }
@@ -149,7 +149,7 @@ fn a_clock_behind_the_save_counts_as_no_downtime() {
     assert!(restored.clock_behind);
     assert_eq!(restored.registers, 2);
     let left: Vec<Duration> = after
-        .snapshot(now, &Selection::All)
+        .read(now, &Selection::All)
         .registers
         .iter()
         .map(|v| v.expires_in)
@@ -173,7 +173,7 @@ fn a_clock_ahead_expires_what_ran_out_while_down_and_no_one_sees_it() {
     );
     assert_eq!(restored.downtime, 3 * HOUR);
     assert_eq!((restored.registers, restored.expired_while_down), (1, 1));
-    let snapshot = after.snapshot(now, &Selection::All);
+    let snapshot = after.read(now, &Selection::All);
     assert_eq!(snapshot.registers.len(), 1);
     assert_eq!(&*snapshot.registers[0].name, "long");
     assert_eq!(snapshot.registers[0].expires_in, 21 * HOUR);
@@ -193,7 +193,7 @@ fn a_restored_lifetime_never_exceeds_the_ttl() {
         view.expires_in = 1000 * HOUR;
     }
     let (mut after, _) = restore(Some(saved.clone()), stopped(&saved), now, saved_at());
-    for view in after.snapshot(now, &Selection::All).registers {
+    for view in after.read(now, &Selection::All).registers {
         assert_eq!(view.expires_in, view.ttl, "{}", view.name);
     }
 }
@@ -324,7 +324,7 @@ fn a_lying_file_cannot_confuse_revisions() {
         .deletions
         .push((saved.revision + 50, Name::from("ghost")));
     let (mut after, _) = restore(Some(saved.clone()), stopped(&saved), now, saved_at());
-    let snapshot = after.snapshot(now, &Selection::All);
+    let snapshot = after.read(now, &Selection::All);
     assert!(
         snapshot
             .registers
@@ -352,7 +352,7 @@ fn revisions_stay_below_2_to_the_53() {
     assert_eq!(restored.registers, 2);
     // Every index a client holds is above the new numbering: it answers at once.
     assert!(after.changed_since(now, &names(&["long"]), saved.revision));
-    let snapshot = after.snapshot(now, &Selection::All);
+    let snapshot = after.read(now, &Selection::All);
     assert!(snapshot.registers.iter().all(|v| v.revision == 77));
 }
 
@@ -390,7 +390,7 @@ fn edits_count_everything_a_save_writes_and_nothing_else() {
         (
             "read",
             |r, now| {
-                r.snapshot(now, &Selection::All);
+                r.read(now, &Selection::All);
             },
             false,
         ),
