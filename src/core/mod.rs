@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use saved::{LastRun, MAX_REVISION, REVISION_RESERVATION, Restored, SavedState};
+pub use saved::{LastRun, REVISION_RESERVATION, SavedState};
 pub use waiters::WaiterId;
 use waiters::Waiters;
 

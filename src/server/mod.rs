@@ -56,8 +56,9 @@ pub struct Config {
     pub http: HttpLimits,
     /// Settings of the service.
     pub service: ServiceConfig,
-    /// Where the state is saved across restarts; `None` keeps it in memory only.
-    pub state: Option<StateConfig>,
+    /// Where and how often the state is saved across restarts (in memory only without
+    /// a directory).
+    pub state: StateConfig,
 }
 
 impl Default for Config {
@@ -70,7 +71,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_millis(800),
             http: HttpLimits::default(),
             service: ServiceConfig::default(),
-            state: None,
+            state: StateConfig::default(),
         }
     }
 }
@@ -213,8 +214,9 @@ impl Server {
             connections: Mutex::new(HashMap::new()),
         });
         // Restored before the address is announced, so the first request sees it.
-        let saver = (config.state.as_ref())
-            .map(|state| state::Saver::open(state, &shared.service, &config.service));
+        let saver = (config.state.directory.as_ref()).map(|directory| {
+            state::Saver::open(directory, &config.state, &shared.service, &config.service)
+        });
         Ok(Server {
             config,
             listener,

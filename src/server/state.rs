@@ -27,10 +27,22 @@ use super::service::{Service, ServiceConfig};
 /// Where and how often the state is saved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateConfig {
-    /// The state directory; created if missing.
-    pub directory: PathBuf,
+    /// The state directory, created if missing; `None` keeps everything in memory only.
+    pub directory: Option<PathBuf>,
     /// How often the state is saved when something changed.
     pub save_interval: Duration,
+}
+
+impl Default for StateConfig {
+    /// In memory only; with a directory, saved every 5 minutes: a crash loses at most
+    /// that much, and an SD card sees 12 writes an hour however often providers refresh
+    /// (docs/state-file.md).
+    fn default() -> Self {
+        StateConfig {
+            directory: None,
+            save_interval: Duration::from_secs(300),
+        }
+    }
 }
 
 /// The saved state.
@@ -60,10 +72,15 @@ impl Saver {
     /// Restores the service's registry from the state directory (creating it if
     /// missing) and records that a run is on. Never fails: problems are logged, and
     /// regd starts with what it could read.
-    pub(super) fn open(config: &StateConfig, service: &Service, settings: &ServiceConfig) -> Saver {
-        let directory = config.directory.clone();
+    pub(super) fn open(
+        directory: &Path,
+        config: &StateConfig,
+        service: &Service,
+        settings: &ServiceConfig,
+    ) -> Saver {
+        let directory = directory.to_path_buf();
         service.metrics().state_enabled();
-        if let Err(error) = fs::create_dir_all(&directory) {
+        if let Err(error) = create_directory(&directory) {
             log::warn!(
                 "cannot create the state directory {}: {error}; regd keeps registers in memory only until it can write there",
                 directory.display()
@@ -302,6 +319,16 @@ impl Complaints {
     }
 }
 
+/// Creates the state directory (and its parents) if missing, readable by regd's user
+/// only: register values may be private.
+fn create_directory(directory: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(directory)
+}
+
 fn temporary(directory: &Path, name: &str) -> PathBuf {
     directory.join(format!("{name}.tmp"))
 }
@@ -363,7 +390,7 @@ fn write_state(directory: &Path, bytes: &[u8]) -> io::Result<()> {
 /// At any moment the file is the old one or the new one, whole.
 fn write_file(directory: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     // The directory may have been removed while regd runs; saving recreates it.
-    fs::create_dir_all(directory)?;
+    create_directory(directory)?;
     let temporary = temporary(directory, name);
     let written = (|| {
         let mut file = OpenOptions::new()

@@ -17,5 +17,6 @@ mod protocol_a;
 mod protocol_b;
 mod regctl;
 mod soak;
+mod state;
 #[cfg(feature = "web")]
 mod web;

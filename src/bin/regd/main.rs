@@ -123,6 +123,14 @@ fn log_configuration(config: &Config, address: std::net::SocketAddr) {
         config.service.max_wait,
         config.service.default_ttl,
     );
+    match &config.state.directory {
+        Some(directory) => log::info!(
+            "state kept in {} (saved every {} when something changed, and at stop)",
+            directory.display(),
+            humantime::format_duration(config.state.save_interval)
+        ),
+        None => log::info!("state kept in memory only (see --state-dir)"),
+    }
     let access = &config.service.access;
     if access.tokens.is_empty() {
         log::info!("access control off: every client may read and write (see --token-file)");

@@ -4,6 +4,8 @@
 //! one constant here), so `--help`, the man page and `/etc/default/regd` — which tests
 //! compare with `--help` — cannot drift from what regd does.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -136,6 +138,21 @@ pub const SETTINGS: &[Setting] = &[
         env: "REGD_OPEN_METRICS",
         help: "with tokens, /metrics needs none",
         default: |config| config.service.access.open_metrics.to_string(),
+    },
+    Setting {
+        flag: "--state-dir",
+        env: "REGD_STATE_DIR",
+        help: "keeps registers, change requests and revisions across restarts in this directory (created if missing); by default $STATE_DIRECTORY when systemd sets it (StateDirectory=), else none: memory only. '' or --no-state switches it off",
+        default: |config| {
+            (config.state.directory.as_ref())
+                .map_or_else(String::new, |directory| directory.display().to_string())
+        },
+    },
+    Setting {
+        flag: "--save-interval",
+        env: "REGD_SAVE_INTERVAL",
+        help: "with a state directory, how often the state is saved when something changed (and at every clean stop)",
+        default: |config| duration(config.state.save_interval),
     },
     Setting {
         flag: "--web",
@@ -299,7 +316,33 @@ impl Settings {
         // without a value.
         let no_web = self.args.contains("--no-web");
         config.service.web = !no_web && self.boolean_value("--web")?;
+        config.state.save_interval = self.duration("--save-interval")?;
+        config.state.directory = self.state_directory()?;
         Ok(config)
+    }
+
+    /// `--no-state` (off), else `--state-dir`, else `REGD_STATE_DIR`, else the first of
+    /// systemd's `$STATE_DIRECTORY`. An empty one is off: unlike other settings, an empty
+    /// `REGD_STATE_DIR=` counts, as the way to say "off" in /etc/default/regd.
+    fn state_directory(&mut self) -> Result<Option<PathBuf>, Error> {
+        let no_state = self.args.contains("--no-state");
+        let from_flag: Option<OsString> = self
+            .args
+            .opt_value_from_os_str("--state-dir", |text| {
+                Ok::<_, std::convert::Infallible>(text.to_os_string())
+            })
+            .map_err(|error| Error::Usage(format!("--state-dir: {error}")))?;
+        let chosen = from_flag
+            .or_else(|| std::env::var_os("REGD_STATE_DIR"))
+            .or_else(|| {
+                let systemd = std::env::var_os("STATE_DIRECTORY")?;
+                // Several StateDirectory= entries arrive colon-separated.
+                let first = systemd.to_string_lossy().split(':').next()?.to_string();
+                Some(first.into())
+            });
+        Ok(chosen
+            .filter(|directory| !no_state && !directory.is_empty())
+            .map(PathBuf::from))
     }
 }
 

@@ -29,8 +29,8 @@ impl Scratch {
 
     fn config(&self) -> StateConfig {
         StateConfig {
-            directory: self.state_dir(),
-            save_interval: Duration::from_secs(300),
+            directory: Some(self.state_dir()),
+            ..StateConfig::default()
         }
     }
 
@@ -57,7 +57,8 @@ fn open(scratch: &Scratch) -> (Service, Saver) {
         ..ServiceConfig::default()
     };
     let service = Service::new(settings.clone());
-    let saver = Saver::open(&scratch.config(), &service, &settings);
+    let config = scratch.config();
+    let saver = Saver::open(&scratch.state_dir(), &config, &service, &settings);
     (service, saver)
 }
 

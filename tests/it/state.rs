@@ -1,0 +1,676 @@
+//! Persistence against the real daemon (issue 12, docs/state-file.md): restarts keep
+//! registers, change requests and revisions; `kill -9` after a save and in the middle of
+//! one; damaged files; an unwritable directory; clocks behind and ahead (through the test
+//! hook of debug builds); old indexes across a restart; no state directory, no files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::support::*;
+
+/// A fresh state directory under the system's temporary directory, removed on drop.
+struct StateDir {
+    root: PathBuf,
+    immutable: bool,
+}
+
+impl StateDir {
+    fn new() -> StateDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "regd-state-it-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        StateDir {
+            root,
+            immutable: false,
+        }
+    }
+
+    /// The state directory itself (not created: regd creates it).
+    fn path(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    fn arg(&self) -> String {
+        self.path().to_str().unwrap().to_string()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path())
+            .map(|entries| {
+                entries
+                    .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Starts regd on this directory with extra arguments and environment.
+    fn start(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let directory = self.arg();
+        let mut all = vec!["--state-dir", directory.as_str()];
+        all.extend_from_slice(args);
+        Daemon::start_with_env(&all, env)
+    }
+
+    /// Makes the directory immutable (`chattr +i`), which even root cannot write into.
+    /// `false` where the file system does not support it.
+    fn make_immutable(&mut self) -> bool {
+        self.immutable = chattr("+i", &self.path());
+        self.immutable
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if self.immutable {
+            chattr("-i", &self.path());
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn chattr(change: &str, path: &Path) -> bool {
+    Command::new("chattr")
+        .arg(change)
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Stops a daemon with SIGTERM and waits for its clean exit.
+fn stop(mut daemon: Daemon) -> String {
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit().success());
+    daemon.stderr()
+}
+
+/// Kills a daemon with SIGKILL (`kill -9`): no final save.
+fn kill_9(mut daemon: Daemon) {
+    daemon.signal("KILL");
+    assert!(!daemon.wait_exit().success());
+}
+
+fn wait_for_saves(daemon: &Daemon, saves: f64) {
+    wait_until(&format!("{saves} state saves"), || {
+        metric(daemon, "regd_state_saves_total").is_some_and(|count| count >= saves)
+    });
+}
+
+/// The test hooks are compiled only into debug builds (the ones `cargo test` builds).
+fn hooks_compiled_in() -> bool {
+    if !cfg!(debug_assertions) {
+        eprintln!("release build: regd has no test hooks; this test needs a debug build");
+    }
+    cfg!(debug_assertions)
+}
+
+const REGISTERS: &str = r#"{"registers":{
+    "kitchen.temp":{"value":21.50,"metadata":{"unit":"°C","z":1,"a":2},"ttl":"1h"},
+    "__proto__":{"value":{"b":[1,2.0,1.0E+2],"a":"\u00e9 \\ \" x"},"ttl":"30m"},
+    "a name/with spaces, commas":{"value":null,"metadata":{},"ttl":"10m"},
+    "名前":{"value":"値"}}}"#;
+
+#[test]
+fn sigterm_then_restart_keeps_registers_requests_and_revision() {
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon.put("/provider", REGISTERS).assert(204, "");
+    daemon
+        .put(
+            "/consumer",
+            r#"{"registers":{"lamp":{"value":true},"heater":{"value":{"on":1.0}}}}"#,
+        )
+        .assert(202, "");
+    let before = daemon.get("/consumer");
+    let details_before = daemon.get("/consumer?details=true").json();
+    let stopped_at = Instant::now();
+    let log = stop(daemon);
+    assert!(log.contains("state saved to"), "{log}");
+    assert_eq!(state.names(), ["run.json", "state.json"]);
+
+    let daemon = state.start(&[], &[]);
+    let after = daemon.get("/consumer");
+    let elapsed_ms = stopped_at.elapsed().as_millis() as u64;
+    assert_eq!(after.body, before.body, "values and metadata byte for byte");
+    assert_eq!(after.index(), before.index(), "the revision goes on");
+    let details_after = daemon.get("/consumer?details=true").json();
+    for (name, entry) in details_before["registers"].as_object().unwrap() {
+        let restored = &details_after["registers"][name];
+        assert_eq!(restored["ttl"], entry["ttl"], "{name}");
+        assert_eq!(restored["index"], entry["index"], "{name}");
+        let (left_before, left_after) = (
+            entry["expires_in_ms"].as_u64().unwrap(),
+            restored["expires_in_ms"].as_u64().unwrap(),
+        );
+        assert!(
+            left_after <= left_before && left_after + elapsed_ms + 5 >= left_before,
+            "{name}: {left_before} ms left before, {left_after} ms after, {elapsed_ms} ms between"
+        );
+    }
+    daemon.get("/provider").assert(
+        200,
+        r#"{"registers":{"heater":{"value":{"on":1.0}},"lamp":{"value":true}}}"#,
+    );
+    daemon.wait_for_log("the last run stopped cleanly");
+}
+
+#[test]
+fn a_long_poll_with_an_old_index_waits_across_a_clean_restart() {
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"x":{"value":1,"ttl":"1h"},"y":{"value":2,"ttl":"1h"}}}"#,
+        )
+        .assert(204, "");
+    daemon.request("DELETE", "/provider?name=gone", "");
+    let index = daemon.get("/consumer?name=x").index();
+    stop(daemon);
+
+    let daemon = state.start(&[], &[]);
+    let on_x = spawn_request(
+        daemon.address,
+        "GET",
+        &format!("/consumer?name=x&wait=20s&index={index}"),
+        "",
+    );
+    let on_all = spawn_request(
+        daemon.address,
+        "GET",
+        &format!("/consumer?wait=20s&index={index}"),
+        "",
+    );
+    // Nothing changed since the index: both polls are held, not answered early.
+    wait_for_held_polls(&daemon, 2);
+    // The provider's next refresh with the same value wakes nobody.
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"x":{"value":1,"ttl":"1h"},"y":{"value":2,"ttl":"1h"}}}"#,
+        )
+        .assert(204, "");
+    assert_eq!(metric(&daemon, "regd_wakeups_total"), Some(0.0));
+    assert_eq!(metric(&daemon, "regd_held_polls"), Some(2.0));
+    daemon
+        .put("/provider", r#"{"registers":{"x":{"value":3,"ttl":"1h"}}}"#)
+        .assert(204, "");
+    let woken = on_x.join().unwrap();
+    woken.assert(200, r#"{"registers":{"x":{"value":3}}}"#);
+    assert_eq!(woken.index(), index + 1);
+    let woken = on_all.join().unwrap();
+    woken.assert(200, r#"{"registers":{"x":{"value":3},"y":{"value":2}}}"#);
+}
+
+#[test]
+fn kill_9_after_a_periodic_save_restores_that_save_and_old_indexes_answer_at_once() {
+    let state = StateDir::new();
+    let daemon = state.start(&["--save-interval", "50ms"], &[]);
+    daemon
+        .put("/provider", r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#)
+        .assert(204, "");
+    daemon
+        .put("/consumer", &registers(&[("lamp", "true")]))
+        .assert(202, "");
+    wait_for_saves(&daemon, 1.0);
+    // The first save may have come between the two PUTs; wait for one with both.
+    wait_until("a save with both", || {
+        std::fs::read_to_string(state.file("state.json"))
+            .is_ok_and(|text| text.contains(r#""x":{"value":1"#) && text.contains("lamp"))
+    });
+    let saved_index = daemon.get("/consumer").index();
+    let last_save = metric(&daemon, "regd_state_last_save_timestamp_seconds").unwrap();
+    assert!(last_save > 1e9, "a Unix time: {last_save}");
+    kill_9(daemon);
+
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("did not stop cleanly");
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+    daemon
+        .get("/provider")
+        .assert(200, r#"{"registers":{"lamp":{"value":true}}}"#);
+    let index = daemon.get("/consumer").index();
+    assert!(
+        index > saved_index,
+        "never goes back: {index} after {saved_index}"
+    );
+    // Changes after the save may be lost: an index from before the crash answers at once.
+    let early = daemon.get(&format!("/consumer?name=x&wait=20s&index={saved_index}"));
+    early.assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+    // An index of this run is judged normally.
+    let held = spawn_request(
+        daemon.address,
+        "GET",
+        &format!("/consumer?name=x&wait=20s&index={index}"),
+        "",
+    );
+    wait_for_held_polls(&daemon, 1);
+    daemon
+        .put("/provider", r#"{"registers":{"x":{"value":2,"ttl":"1h"}}}"#)
+        .assert(204, "");
+    assert_eq!(held.join().unwrap().index(), index + 1);
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_save_leaves_the_previous_state_readable() {
+    if !hooks_compiled_in() {
+        return;
+    }
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"x":{"value":"first","ttl":"1h"}}}"#,
+        )
+        .assert(204, "");
+    stop(daemon);
+    let first = std::fs::read_to_string(state.file("state.json")).unwrap();
+
+    // The second run restores, changes, and is killed while its first save is half
+    // written.
+    let daemon = state.start(
+        &["--save-interval", "50ms"],
+        &[("REGD_TEST_SAVE_STALL", "1")],
+    );
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"x":{"value":"second","ttl":"1h"}}}"#,
+        )
+        .assert(204, "");
+    let seen = daemon.get("/consumer").index();
+    daemon.wait_for_log("test hook: save stalled");
+    let partial = std::fs::read(state.file("state.json.tmp")).unwrap();
+    assert!(!partial.is_empty() && partial.len() < first.len() + 20);
+    kill_9(daemon);
+    assert_eq!(
+        std::fs::read_to_string(state.file("state.json")).unwrap(),
+        first,
+        "the previous state is untouched"
+    );
+
+    let daemon = state.start(&[], &[]);
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":"first"}}}"#);
+    daemon.wait_for_log("did not stop cleanly");
+    assert!(daemon.get("/consumer").index() > seen, "never goes back");
+    assert!(
+        !state.file("state.json.tmp").exists(),
+        "the half-written file is gone"
+    );
+}
+
+#[test]
+fn damaged_state_files_are_moved_aside_and_regd_starts_empty() {
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"x":{"value":"kept","ttl":"1h"}}}"#,
+        )
+        .assert(204, "");
+    stop(daemon);
+    let good = std::fs::read_to_string(state.file("state.json")).unwrap();
+    let flipped = good.replacen("kept", "kelt", 1);
+    let cases: [(&str, String, &str); 5] = [
+        ("corrupt", flipped, "does not match its checksum"),
+        (
+            "truncated",
+            good[..good.len() / 2].to_string(),
+            "not valid JSON, perhaps truncated",
+        ),
+        (
+            "wrong version",
+            good.replacen(r#""version":1"#, r#""version":2"#, 1),
+            "format version 2",
+        ),
+        ("empty", String::new(), "the file is empty"),
+        (
+            "not ours",
+            r#"{"registers":{}}"#.to_string(),
+            "not a regd-state file",
+        ),
+    ];
+    for (what, text, message) in cases {
+        std::fs::write(state.file("state.json"), &text).unwrap();
+        let daemon = state.start(&[], &[]);
+        daemon.get("/consumer").assert(200, r#"{"registers":{}}"#);
+        daemon.wait_for_log(message);
+        daemon.wait_for_log("moved it to");
+        assert_eq!(
+            std::fs::read_to_string(state.file("state.json.bad.1")).unwrap(),
+            text,
+            "{what}: kept for a post-mortem"
+        );
+        // The run goes on above the last run's revisions, with what it has.
+        daemon
+            .put(
+                "/provider",
+                r#"{"registers":{"x":{"value":"new","ttl":"1h"}}}"#,
+            )
+            .assert(204, "");
+        stop(daemon);
+    }
+    assert_eq!(
+        state.names(),
+        [
+            "run.json",
+            "state.json",
+            "state.json.bad.1",
+            "state.json.bad.2",
+            "state.json.bad.3"
+        ],
+        "at most three kept"
+    );
+}
+
+#[test]
+fn an_unreadable_state_file_does_not_stop_regd() {
+    let state = StateDir::new();
+    std::fs::create_dir_all(state.file("state.json")).unwrap();
+    let daemon = state.start(&[], &[]);
+    daemon.get("/consumer").assert(200, r#"{"registers":{}}"#);
+    daemon.wait_for_log("cannot be read");
+    assert!(state.file("state.json.bad.1").is_dir());
+}
+
+#[test]
+fn an_unwritable_state_directory_warns_counts_and_keeps_serving() {
+    // Tests run as root, whom permissions do not stop. What does: the temporary file's
+    // name taken by a directory (every save fails; the old state stays readable).
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .put("/provider", r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#)
+        .assert(204, "");
+    stop(daemon);
+    std::fs::create_dir(state.file("state.json.tmp")).unwrap();
+    std::fs::write(state.file("state.json.tmp/keep"), "").unwrap();
+    let daemon = state.start(&["--save-interval", "50ms"], &[]);
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+    for value in 2..5 {
+        daemon
+            .put("/provider", &registers(&[("x", &value.to_string())]))
+            .assert(204, "");
+        let failures = value as f64 - 1.0;
+        wait_until("a failed save", || {
+            metric(&daemon, "regd_state_save_failures_total").is_some_and(|n| n >= failures)
+        });
+    }
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":4}}}"#);
+    assert_eq!(metric(&daemon, "regd_state_saves_total"), Some(0.0));
+    assert_eq!(
+        metric(&daemon, "regd_state_last_save_timestamp_seconds"),
+        Some(0.0)
+    );
+    check_with_promtool(&daemon.get("/metrics").body);
+    let log = daemon.stderr();
+    assert_eq!(
+        log.matches("cannot save the state").count(),
+        1,
+        "the warning is rate-limited: {log}"
+    );
+    let log = stop(daemon);
+    assert!(log.contains("the final state save failed"), "{log}");
+    // The last state that was written is still there.
+    std::fs::remove_dir_all(state.file("state.json.tmp")).unwrap();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_created_or_is_immutable_does_not_stop_regd() {
+    // A regular file where the directory should be.
+    let state = StateDir::new();
+    std::fs::write(state.path(), "a file").unwrap();
+    let daemon = state.start(&["--save-interval", "50ms"], &[]);
+    daemon.wait_for_log("cannot create the state directory");
+    daemon
+        .put("/provider", &registers(&[("x", "1")]))
+        .assert(204, "");
+    wait_until("a failed save", || {
+        metric(&daemon, "regd_state_save_failures_total").is_some_and(|n| n >= 1.0)
+    });
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+    stop(daemon);
+
+    // An immutable directory (chattr +i), where the file system supports it.
+    let mut state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .put("/provider", &registers(&[("x", "1")]))
+        .assert(204, "");
+    stop(daemon);
+    if !state.make_immutable() {
+        eprintln!("chattr +i is not supported here; the immutable variant is skipped");
+        return;
+    }
+    let daemon = state.start(&["--save-interval", "50ms"], &[]);
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+    daemon.wait_for_log("cannot write");
+    daemon
+        .put("/provider", &registers(&[("x", "2")]))
+        .assert(204, "");
+    wait_until("a failed save", || {
+        metric(&daemon, "regd_state_save_failures_total").is_some_and(|n| n >= 1.0)
+    });
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":2}}}"#);
+}
+
+#[test]
+fn clock_behind_then_ahead_across_restarts() {
+    if !hooks_compiled_in() {
+        return;
+    }
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    daemon
+        .put(
+            "/provider",
+            r#"{"registers":{"short":{"value":1,"ttl":"1m"},"long":{"value":2,"ttl":"3h"}}}"#,
+        )
+        .assert(204, "");
+    let started = Instant::now();
+    stop(daemon);
+
+    // Booted without a real-time clock: two hours behind the save. The downtime counts
+    // as zero, not as negative, and nothing lives longer than it had left.
+    let daemon = state.start(&[], &[("REGD_TEST_CLOCK_OFFSET", "-2h")]);
+    daemon.wait_for_log("the wall clock is behind the time of the last save");
+    let details = daemon.get("/consumer?details=true").json();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let short_left = details["registers"]["short"]["expires_in_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        short_left <= 60_000 && short_left + elapsed_ms + 5 >= 60_000,
+        "{short_left} ms left, {elapsed_ms} ms elapsed"
+    );
+    let index = daemon.get("/consumer").index();
+    // This run saves with its clock two hours behind.
+    stop(daemon);
+
+    // NTP has corrected the clock: two hours seem to have passed since that save.
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("1 registers expired while regd was down");
+    let answer = daemon.get("/consumer?details=true").json();
+    let registers = answer["registers"].as_object().unwrap();
+    assert_eq!(
+        registers.keys().collect::<Vec<_>>(),
+        ["long"],
+        "short never seen"
+    );
+    let long_left = registers["long"]["expires_in_ms"].as_u64().unwrap();
+    let hour_ms = 3_600_000;
+    assert!(
+        long_left <= hour_ms + 1_000 && long_left + 60_000 >= hour_ms,
+        "{long_left} ms left"
+    );
+    // The expiry while down is a change: a poll with the old index on it answers at
+    // once (without it); one on "long" waits.
+    daemon
+        .get(&format!("/consumer?name=short&wait=20s&index={index}"))
+        .assert(200, r#"{"registers":{}}"#);
+    let on_long = spawn_request(
+        daemon.address,
+        "GET",
+        &format!("/consumer?name=long&wait=20s&index={index}"),
+        "",
+    );
+    wait_for_held_polls(&daemon, 1);
+    daemon.request("DELETE", "/provider?name=long", "");
+    on_long.join().unwrap().assert(200, r#"{"registers":{}}"#);
+}
+
+#[test]
+fn without_a_state_directory_regd_keeps_everything_in_memory() {
+    let scratch = StateDir::new();
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    let mut first_indexes = Vec::new();
+    for _ in 0..2 {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_regd"));
+        command
+            .args(["--addr", "127.0.0.1:0"])
+            .current_dir(scratch.path())
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("REGD_STATE_DIR");
+        let daemon = Daemon::start_command(&mut command);
+        daemon.wait_for_log("state kept in memory only");
+        daemon.get("/consumer").assert(200, r#"{"registers":{}}"#);
+        first_indexes.push(daemon.get("/consumer").index());
+        daemon
+            .put("/provider", &registers(&[("x", "1")]))
+            .assert(204, "");
+        assert!(!daemon.get("/metrics").body.contains("regd_state_"));
+        stop(daemon);
+    }
+    assert!(
+        scratch.names().is_empty(),
+        "nothing written: {:?}",
+        scratch.names()
+    );
+    assert_ne!(
+        first_indexes[0], first_indexes[1],
+        "the first revision is unpredictable per process"
+    );
+}
+
+#[test]
+fn the_state_directory_follows_its_precedence() {
+    let (flag, variable, systemd) = (StateDir::new(), StateDir::new(), StateDir::new());
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let daemon = Daemon::start_with_env(args, env);
+        daemon
+            .put("/provider", &registers(&[("x", "1")]))
+            .assert(204, "");
+        stop(daemon)
+    };
+    let (flag_dir, variable_dir, systemd_dir) = (flag.arg(), variable.arg(), systemd.arg());
+    // Several StateDirectory= entries arrive colon-separated; the first is regd's.
+    let systemd_list = format!("{systemd_dir}:/nonexistent/other");
+    let all = [
+        ("REGD_STATE_DIR", variable_dir.as_str()),
+        ("STATE_DIRECTORY", systemd_list.as_str()),
+    ];
+    run(&["--state-dir", &flag_dir], &all);
+    assert!(flag.file("state.json").exists() && variable.names().is_empty());
+    run(&[], &all);
+    assert!(variable.file("state.json").exists() && systemd.names().is_empty());
+    run(&[], &all[1..]);
+    assert!(systemd.file("state.json").exists());
+    for (args, env) in [
+        (&["--no-state"][..], &all[..]),
+        (&["--state-dir", ""][..], &all[..]),
+        (&[][..], &[("REGD_STATE_DIR", ""), all[1]][..]),
+    ] {
+        for dir in [&flag, &variable, &systemd] {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+        let log = run(args, env);
+        assert!(
+            log.contains("state kept in memory only"),
+            "{args:?} {env:?}"
+        );
+        for dir in [&flag, &variable, &systemd] {
+            assert!(dir.names().is_empty(), "{args:?} {env:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_save_interval_is_a_usage_error() {
+    for interval in ["0s", "often", "-5m"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+            .args(["--save-interval", interval, "--no-state"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{interval}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--save-interval"), "{stderr}");
+    }
+}
+
+/// `promtool check metrics` on the exposition, when promtool is installed; CI sets
+/// `REGD_REQUIRE_PROMTOOL` and then a missing promtool fails the test.
+fn check_with_promtool(text: &str) {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var_os("REGD_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required (REGD_REQUIRE_PROMTOOL) but not installed"
+        );
+        eprintln!("promtool not installed (apt-get install prometheus); not checked");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
