@@ -6,7 +6,7 @@
 //! outside it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -20,6 +20,12 @@ use super::parking::Waker;
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> Instant;
+
+    /// The wall-clock time, for what outlives the process: the state files record it at
+    /// each save, and a restore measures the downtime with it.
+    fn wall_now(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 /// The monotonic system clock.
@@ -28,6 +34,37 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn wall_now(&self) -> SystemTime {
+        let now = SystemTime::now();
+        #[cfg(debug_assertions)]
+        let now = shifted_for_tests(now);
+        now
+    }
+}
+
+/// The test hook `REGD_TEST_CLOCK_OFFSET=+3h` (or `-3h`): in debug builds only (what
+/// `cargo test` builds), the wall clock runs that far ahead (or behind), so the
+/// integration tests can restart regd with a clock that jumped (docs/state-file.md).
+#[cfg(debug_assertions)]
+fn shifted_for_tests(now: SystemTime) -> SystemTime {
+    use std::sync::OnceLock;
+    static OFFSET: OnceLock<Option<(bool, std::time::Duration)>> = OnceLock::new();
+    let offset = OFFSET.get_or_init(|| {
+        let text = std::env::var("REGD_TEST_CLOCK_OFFSET").ok()?;
+        let (behind, amount) = match text.strip_prefix('-') {
+            Some(amount) => (true, amount),
+            None => (false, text.trim_start_matches('+')),
+        };
+        let amount = humantime::parse_duration(amount).ok()?;
+        log::warn!("test hook: the wall clock is shifted by {text}");
+        Some((behind, amount))
+    });
+    match offset {
+        Some((true, amount)) => now.checked_sub(*amount).unwrap_or(now),
+        Some((false, amount)) => now.checked_add(*amount).unwrap_or(now),
+        None => now,
     }
 }
 
@@ -71,6 +108,11 @@ impl SharedRegistry {
             log::info!("register {name:?} expired");
         }
         result
+    }
+
+    /// The wall-clock time of the registry's clock.
+    pub(crate) fn wall_now(&self) -> SystemTime {
+        self.clock.wall_now()
     }
 
     /// Answers every held poll at once and stops the reaper (docs/protocol.md A10).

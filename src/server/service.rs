@@ -104,6 +104,11 @@ impl Service {
         self.registry.with_state(operation)
     }
 
+    /// The wall-clock time of the registry's clock (for the state files).
+    pub(super) fn wall_now(&self) -> std::time::SystemTime {
+        self.registry.wall_now()
+    }
+
     /// The reaper: expires registers on time; returns at shutdown.
     pub fn run_reaper(&self) {
         self.registry.run_reaper();

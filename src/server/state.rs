@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::core::{LastRun, REVISION_RESERVATION, Registry};
 use crate::protocol::state_file::{self, StateFileError};
@@ -93,14 +93,20 @@ impl Saver {
         let last_run = read_file(&directory, RUN_FILE, state_file::decode_run);
         let saved = read_file(&directory, STATE_FILE, state_file::decode_state);
         let had_state = saved.is_some();
-        let (mut registry, restored) = Registry::restore(
-            settings.limits,
-            saved,
-            last_run,
-            settings.first_revision,
-            Instant::now(),
-            wall_now(),
-        );
+        let wall_now = service.wall_now();
+        // Nobody waits yet: the registry is replaced before the address is announced.
+        let (restored, reservation) = service.with_state(|state, now| {
+            let (registry, restored) = Registry::restore(
+                settings.limits,
+                saved,
+                last_run,
+                settings.first_revision,
+                now,
+                wall_now,
+            );
+            *state = registry;
+            (restored, state.reservation())
+        });
         if had_state {
             log::info!(
                 "restored {} registers and {} change requests from {}; {}",
@@ -137,7 +143,6 @@ impl Saver {
         if restored.renumbered {
             log::warn!("revisions came near 2^53 and start over; clients' indexes answer at once");
         }
-        let reservation = registry.reservation();
         let reserved = match write_file(
             &directory,
             RUN_FILE,
@@ -150,7 +155,7 @@ impl Saver {
             Err(error) => {
                 // Unrecorded, this run's revisions must lie above anything a later run
                 // could issue from the files as they are.
-                registry.skip_revisions(REVISION_RESERVATION);
+                service.with_state(|state, _| state.skip_revisions(REVISION_RESERVATION));
                 log::warn!(
                     "cannot write {}: {error}; saves will be retried, older indexes answer at once",
                     directory.join(RUN_FILE).display()
@@ -158,8 +163,7 @@ impl Saver {
                 None
             }
         };
-        let saved_edits = registry.edits();
-        service.with_state(|state, _| *state = registry);
+        let saved_edits = service.with_state(|state, _| state.edits());
         Saver {
             directory,
             save_interval: config.save_interval,
@@ -230,7 +234,7 @@ impl Saver {
     /// Copies the state under the lock, writes it outside. Returns the saved revision.
     fn save(&mut self, service: &Service) -> Option<u64> {
         let started = Instant::now();
-        let wall = wall_now();
+        let wall = service.wall_now();
         let (saved, edits, lock_held) = service.with_state(|state, now| {
             let copying = Instant::now();
             let saved = state.export(now, wall);
@@ -411,48 +415,16 @@ fn write_file(directory: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     written
 }
 
-/// The wall-clock time, as the state files record it (shifted by the test hook's
-/// offset in debug builds).
-pub(super) fn wall_now() -> SystemTime {
-    let now = SystemTime::now();
-    #[cfg(debug_assertions)]
-    let now = test_hooks::shift(now);
-    now
-}
-
-/// Hooks for the integration tests, compiled only into debug builds (which is what
-/// `cargo test` runs) and read from the environment (docs/state-file.md):
-/// - `REGD_TEST_CLOCK_OFFSET=+3h` (or `-3h`): the wall clock regd reads for its state
-///   files is that far ahead (or behind), to test a clock that jumped;
-/// - `REGD_TEST_SAVE_STALL=N`: the Nth state save of the process writes half of the
-///   temporary file, logs `test hook: save stalled`, and stops there for good, so a test
-///   can `kill -9` regd in the middle of a save.
+/// The test hook `REGD_TEST_SAVE_STALL=N`, compiled only into debug builds (which is
+/// what `cargo test` runs; docs/state-file.md): the Nth state save of the process writes
+/// half of the temporary file, logs `test hook: save stalled`, and stops there for good,
+/// so a test can `kill -9` regd in the middle of a save. (The wall clock's hook,
+/// `REGD_TEST_CLOCK_OFFSET`, is the system clock's, in `super::registry`.)
 #[cfg(debug_assertions)]
 mod test_hooks {
     use std::io::Write;
     use std::path::Path;
-    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::SystemTime;
-
-    pub(super) fn shift(now: SystemTime) -> SystemTime {
-        static OFFSET: OnceLock<Option<(bool, std::time::Duration)>> = OnceLock::new();
-        let offset = OFFSET.get_or_init(|| {
-            let text = std::env::var("REGD_TEST_CLOCK_OFFSET").ok()?;
-            let (behind, amount) = match text.strip_prefix('-') {
-                Some(amount) => (true, amount),
-                None => (false, text.trim_start_matches('+')),
-            };
-            let amount = humantime::parse_duration(amount).ok()?;
-            log::warn!("test hook: the wall clock is shifted by {text}");
-            Some((behind, amount))
-        });
-        match offset {
-            Some((true, amount)) => now.checked_sub(*amount).unwrap_or(now),
-            Some((false, amount)) => now.checked_add(*amount).unwrap_or(now),
-            None => now,
-        }
-    }
 
     pub(super) fn maybe_stall(directory: &Path, bytes: &[u8]) {
         static SAVES: AtomicU64 = AtomicU64::new(0);

@@ -3,9 +3,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use super::*;
 use crate::core::Selection;
-use crate::server::{AlwaysConnected, Request, Response};
+use crate::server::{AlwaysConnected, Clock, Request, Response, SystemClock};
 
 /// A fresh directory under the system's temporary directory, removed on drop.
 struct Scratch(PathBuf);
@@ -50,13 +53,42 @@ impl Drop for Scratch {
     }
 }
 
+/// A clock that stands still at a wall-clock time of the test's choosing.
+struct FakeClock {
+    now: Instant,
+    wall: SystemTime,
+}
+
+impl FakeClock {
+    fn at(wall: SystemTime) -> Arc<FakeClock> {
+        Arc::new(FakeClock {
+            now: Instant::now(),
+            wall,
+        })
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn wall_now(&self) -> SystemTime {
+        self.wall
+    }
+}
+
 /// A service (revision starting at 1000) restored from the scratch directory.
 fn open(scratch: &Scratch) -> (Service, Saver) {
+    open_with_clock(scratch, Arc::new(SystemClock))
+}
+
+fn open_with_clock(scratch: &Scratch, clock: Arc<dyn Clock>) -> (Service, Saver) {
     let settings = ServiceConfig {
         first_revision: 1000,
         ..ServiceConfig::default()
     };
-    let service = Service::new(settings.clone());
+    let service = Service::with_clock(settings.clone(), clock);
     let config = scratch.config();
     let saver = Saver::open(&scratch.state_dir(), &config, &service, &settings);
     (service, saver)
@@ -303,4 +335,37 @@ fn an_unclean_stop_leaves_the_run_recorded_as_running() {
         changed_since(&service, index),
         "older indexes answer at once"
     );
+}
+
+#[test]
+fn a_clock_behind_counts_as_no_downtime_and_a_clock_ahead_as_time_passed() {
+    let scratch = Scratch::new();
+    let noon = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let hour = Duration::from_secs(3600);
+    let left = |service: &Service| -> Vec<(String, Duration)> {
+        service.with_state(|state, now| {
+            (state.read(now, &Selection::All).registers.iter())
+                .map(|view| (view.name.to_string(), view.expires_in))
+                .collect()
+        })
+    };
+    let (service, saver) = open_with_clock(&scratch, FakeClock::at(noon));
+    publish(
+        &service,
+        r#"{"registers":{"short":{"value":1,"ttl":"1m"},"long":{"value":2,"ttl":"3h"}}}"#,
+    );
+    saver.finish(&service, true);
+    // Booted without a real-time clock: two hours behind the save.
+    let (service, saver) = open_with_clock(&scratch, FakeClock::at(noon - 2 * hour));
+    assert_eq!(
+        left(&service),
+        [
+            ("long".into(), 3 * hour),
+            ("short".into(), Duration::from_secs(60))
+        ]
+    );
+    saver.finish(&service, true);
+    // NTP corrected the clock: the last save (made at "10:00") was two hours ago.
+    let (service, _saver) = open_with_clock(&scratch, FakeClock::at(noon));
+    assert_eq!(left(&service), [("long".into(), hour)]);
 }
