@@ -94,7 +94,7 @@ fn main() {
 
     println!("# regd capacity benchmark");
     println!(
-        "command: {} (cargo bench --bench capacity [-- PHASE...], phases: size start throughput held wake-all change expiry)",
+        "command: {} (cargo bench --bench capacity [-- PHASE...], phases: size start throughput held wake-all change expiry state)",
         command_line.join(" ")
     );
     println!(
@@ -116,6 +116,11 @@ fn main() {
     }
     if phases.wants("start") {
         start_and_idle(&mut report);
+    }
+    if phases.wants("state") {
+        if let Err(error) = state_phase(&mut report) {
+            report.failure("state phase", &error);
+        }
     }
     let nginx = nginx.as_ref().map(|(path, _)| path);
     if let Err(error) = main_daemon(&mut report, &phases, nginx, held) {
@@ -579,6 +584,319 @@ fn throughput_rows(report: &mut Report, what: &str, regd: &[Rate], nginx: &[Rate
         &target_text,
         Some(ratio >= target),
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Persistence (issue 12).
+
+/// Registers in the state phase's large figures.
+const STATE_REGISTERS: usize = 10_000;
+/// Registers of the SD-card wear scenario, refreshed every 5 s in real life.
+const WEAR_REGISTERS: usize = 200;
+/// The default `--save-interval`: what the bytes per hour are computed for.
+const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(300);
+/// Alternating rounds of GET latency, saving daemon against in-memory daemon.
+const STATE_ROUNDS: usize = 4;
+const STATE_ROUND_TIME: Duration = Duration::from_secs(2);
+/// Connections that read in closed loop in the latency rounds, each on its own thread.
+const STATE_READERS: usize = 4;
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Outcome<Scratch> {
+        let path = std::env::temp_dir().join(format!("regd-bench-{what}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        Ok(Scratch(path))
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Publishes `count` registers shaped like a gateway's (a sensor reading with unit
+/// and room), 1,000 per request (the default `--max-names`), with a 1 h ttl.
+fn publish_sensors(control: &mut Control, count: usize, value: usize) -> Outcome<()> {
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("sensor-{i:05}.temperature"))
+        .collect();
+    for chunk in names.chunks(1_000) {
+        let body = registers_body(chunk, |i| {
+            format!(
+                r#"{{"value":{}.{},"metadata":{{"unit":"°C","room":"room-{}"}},"ttl":"1h"}}"#,
+                20 + (i + value) % 10,
+                i % 10,
+                i % 50
+            )
+        });
+        control.expect("PUT", "/provider", &body, 204)?;
+    }
+    Ok(())
+}
+
+/// A metric sample as a number.
+fn metric_of(control: &mut Control, name: &str) -> Outcome<f64> {
+    let metrics = control.expect("GET", "/metrics", "", 200)?;
+    let prefix = format!("{name} ");
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| format!("no {name} in /metrics"))
+}
+
+/// Waits (bounded) until a metric reaches `at_least`.
+fn wait_for_metric(control: &mut Control, name: &str, at_least: f64) -> Outcome<f64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = metric_of(control, name)?;
+        if value >= at_least {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} is {value}, not {at_least}, after 30 s"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bytes this process has caused to be written to storage (`write_bytes` of
+/// /proc/PID/io: what reaches the block layer, not what sits in the page cache).
+fn written_bytes(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// GET latencies of one register from `STATE_READERS` closed-loop connections.
+fn read_latencies(addr: SocketAddr, time: Duration) -> Outcome<Vec<Duration>> {
+    let readers: Vec<_> = (0..STATE_READERS)
+        .map(|reader| {
+            thread::spawn(move || -> Outcome<Vec<Duration>> {
+                let mut control = Control::connect(addr)?;
+                let target = format!("/consumer?name=sensor-{:05}.temperature", reader * 7);
+                let mut times = Vec::new();
+                let end = Instant::now() + time;
+                while Instant::now() < end {
+                    let sent = Instant::now();
+                    control.expect("GET", &target, "", 200)?;
+                    times.push(sent.elapsed());
+                }
+                Ok(times)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for reader in readers {
+        all.extend(reader.join().map_err(|_| "a reader panicked")??);
+    }
+    all.sort();
+    Ok(all)
+}
+
+/// Save time, file size and lock hold at 10,000 registers; `GET /consumer` p99 while
+/// saves run against an in-memory daemon in the same run; start-up with 10,000
+/// registers to restore; bytes written per hour for 200 registers refreshed every 5 s.
+fn state_phase(report: &mut Report) -> Outcome<()> {
+    let big = Scratch::new("state")?;
+    let limits = ["--log-level", "warn", "--max-registers", "20000"];
+    let mut saving_args = vec!["--state-dir", big.arg(), "--save-interval", "100ms"];
+    saving_args.extend(limits);
+    let saving = Daemon::start(&saving_args)?;
+    let memory = Daemon::start(&limits)?;
+    let mut saving_control = Control::connect(saving.addr)?;
+    publish_sensors(&mut saving_control, STATE_REGISTERS, 0)?;
+    publish_sensors(&mut Control::connect(memory.addr)?, STATE_REGISTERS, 0)?;
+    wait_for_metric(&mut saving_control, "regd_state_saves_total", 1.0)?;
+
+    // A change every 20 ms on both daemons, so the saving one saves at every 100 ms
+    // tick; its save durations are sampled meanwhile (about one save in two).
+    let (stop_changes, changes_stopped) = mpsc::channel::<()>();
+    let (saving_addr, memory_addr) = (saving.addr, memory.addr);
+    let changer = thread::spawn(move || -> Outcome<Vec<f64>> {
+        let mut controls = [
+            Control::connect(saving_addr)?,
+            Control::connect(memory_addr)?,
+        ];
+        let mut samples = Vec::new();
+        let mut last_saves = 0.0;
+        for round in 0u64.. {
+            if changes_stopped
+                .recv_timeout(Duration::from_millis(20))
+                .is_ok()
+                || round > 10_000
+            {
+                break;
+            }
+            let body = format!(
+                r#"{{"registers":{{"sensor-00001.temperature":{{"value":{round},"ttl":"1h"}}}}}}"#
+            );
+            for control in &mut controls {
+                control.expect("PUT", "/provider", &body, 204)?;
+            }
+            // /metrics lists every numeric register (10,000 lines): read it from both
+            // daemons alike, every fifth round, so the comparison stays fair.
+            if round % 5 == 0 {
+                metric_of(&mut controls[1], "regd_registers")?;
+                let saves = metric_of(&mut controls[0], "regd_state_saves_total")?;
+                if saves > last_saves {
+                    last_saves = saves;
+                    samples.push(metric_of(
+                        &mut controls[0],
+                        "regd_state_last_save_duration_seconds",
+                    )?);
+                }
+            }
+        }
+        Ok(samples)
+    });
+    let (mut with_saves, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..STATE_ROUNDS {
+        with_saves.extend(read_latencies(saving.addr, STATE_ROUND_TIME)?);
+        without.extend(read_latencies(memory.addr, STATE_ROUND_TIME)?);
+    }
+    let _ = stop_changes.send(());
+    let mut durations = changer.join().map_err(|_| "the changer panicked")??;
+    durations.sort_by(f64::total_cmp);
+    with_saves.sort();
+    without.sort();
+    let saves = metric_of(&mut saving_control, "regd_state_saves_total")?;
+    let longest_hold = metric_of(&mut saving_control, "regd_state_longest_snapshot_seconds")?;
+    let size = fs::metadata(big.0.join("state.json")).map_or(0, |meta| meta.len());
+    let median = |values: &[f64]| values.get(values.len() / 2).copied().unwrap_or(0.0);
+    report.row(
+        &format!("state file at {STATE_REGISTERS} registers; save time (copy, encode, write, fsync, rename)"),
+        format!(
+            "{size} B ({:.0} B/register); save p50 {:.1} ms, max {:.1} ms ({} saves sampled)",
+            size as f64 / STATE_REGISTERS as f64,
+            median(&durations) * 1e3,
+            durations.last().copied().unwrap_or(0.0) * 1e3,
+            durations.len()
+        ),
+        "report",
+        None,
+    );
+    report.row(
+        &format!("longest registry-lock hold of a save at {STATE_REGISTERS} registers"),
+        format!("{:.0} µs (over {saves} saves)", longest_hold * 1e6),
+        "report",
+        None,
+    );
+    let (p99_with, p99_without) = (percentile(&with_saves, 0.99), percentile(&without, 0.99));
+    let ratio = p99_with.as_secs_f64() / p99_without.as_secs_f64().max(1e-9);
+    report.row(
+        &format!(
+            "GET /consumer (1 register of {STATE_REGISTERS}) p99 while saving every 100 ms vs in memory, {STATE_READERS} readers"
+        ),
+        format!(
+            "{ratio:.2}× — with saves p50 {} p99 {} ({} reads); in memory p50 {} p99 {} ({} reads)",
+            micros(percentile(&with_saves, 0.5)),
+            micros(p99_with),
+            with_saves.len(),
+            micros(percentile(&without, 0.5)),
+            micros(p99_without),
+            without.len()
+        ),
+        "report (ratio, same run)",
+        None,
+    );
+    drop(memory);
+    // SIGTERM: the final save, then 10,000 registers to restore at each start.
+    saving.stop();
+    let empty = Scratch::new("state-empty")?;
+    let (mut restoring, mut fresh) = (Vec::new(), Vec::new());
+    for sample in 0..START_SAMPLES {
+        let daemon = Daemon::start(&[
+            "--log-level",
+            "warn",
+            "--max-registers",
+            "20000",
+            "--state-dir",
+            big.arg(),
+        ])?;
+        if sample == 0 {
+            let restored = metric_of(&mut Control::connect(daemon.addr)?, "regd_registers")?;
+            if restored as usize != STATE_REGISTERS {
+                return Err(format!(
+                    "restored {restored} registers, not {STATE_REGISTERS}"
+                ));
+            }
+        }
+        restoring.push(daemon.started_in);
+        drop(daemon);
+        let daemon = Daemon::start(&["--log-level", "warn", "--state-dir", empty.arg()])?;
+        fresh.push(daemon.started_in);
+    }
+    restoring.sort();
+    fresh.sort();
+    let p50 = percentile(&restoring, 0.5);
+    report.row(
+        &format!("start → `listening` with {STATE_REGISTERS} registers to restore"),
+        format!(
+            "p50 {} max {} (empty state directory: p50 {}; {START_SAMPLES} starts each)",
+            micros(p50),
+            micros(*restoring.last().unwrap_or(&p50)),
+            micros(percentile(&fresh, 0.5)),
+        ),
+        "< 100 ms",
+        Some(p50 < Duration::from_millis(100)),
+    );
+    wear(report)
+}
+
+/// 200 registers refreshed (deadline only) four times a second with `--save-interval
+/// 1s`, for about six intervals: bytes written per save by /proc/PID/io, against the
+/// file size, and what that makes per hour at the default interval.
+fn wear(report: &mut Report) -> Outcome<()> {
+    let dir = Scratch::new("state-wear")?;
+    let daemon = Daemon::start(&[
+        "--log-level",
+        "warn",
+        "--state-dir",
+        dir.arg(),
+        "--save-interval",
+        "1s",
+    ])?;
+    let mut control = Control::connect(daemon.addr)?;
+    publish_sensors(&mut control, WEAR_REGISTERS, 0)?;
+    let first = wait_for_metric(&mut control, "regd_state_saves_total", 1.0)?;
+    let written_before = written_bytes(daemon.pid()).ok_or("cannot read /proc/PID/io")?;
+    let end = Instant::now() + Duration::from_millis(6_300);
+    while Instant::now() < end {
+        // The same values: only the deadlines move, and nobody is woken.
+        publish_sensors(&mut control, WEAR_REGISTERS, 0)?;
+        thread::sleep(Duration::from_millis(250));
+    }
+    let saves = metric_of(&mut control, "regd_state_saves_total")? - first;
+    let written = written_bytes(daemon.pid()).ok_or("cannot read /proc/PID/io")? - written_before;
+    let size = fs::metadata(dir.0.join("state.json")).map_or(0, |meta| meta.len());
+    let per_hour = 3600.0 / DEFAULT_SAVE_INTERVAL.as_secs_f64();
+    let per_save = written as f64 / saves.max(1.0);
+    report.row(
+        &format!(
+            "bytes written per hour, {WEAR_REGISTERS} registers refreshed every 5 s, default --save-interval {}",
+            humantime::format_duration(DEFAULT_SAVE_INTERVAL)
+        ),
+        format!(
+            "{:.0} KiB/h computed ({size} B file × {per_hour:.0} saves/h); measured {per_save:.0} B per save by /proc/PID/io write_bytes ({written} B over {saves} saves at --save-interval 1s, refreshed 4×/s) → {:.0} KiB/h",
+            size as f64 * per_hour / 1024.0,
+            per_save * per_hour / 1024.0
+        ),
+        "report",
+        None,
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------

@@ -241,8 +241,10 @@ impl Saver {
             (saved, state.edits(), copying.elapsed())
         });
         let revision = saved.revision;
+        let encoding = Instant::now();
         let text = state_file::encode_state(&saved);
         drop(saved);
+        let encoded_in = encoding.elapsed();
         match write_state(&self.directory, text.as_bytes()) {
             Ok(()) => {
                 let took = started.elapsed();
@@ -250,7 +252,7 @@ impl Saver {
                 self.saved_edits = edits;
                 self.complaints.recovered("saving state");
                 log::debug!(
-                    "state saved: {} bytes in {took:?}, the lock held for {lock_held:?}",
+                    "state saved: {} bytes in {took:?} (the lock held {lock_held:?}, encoding {encoded_in:?}, the rest writing and syncing)",
                     text.len()
                 );
                 Some(revision)
