@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Limits, Name, Register, RegisterView, Registry, Value, deadline_after};
+use super::{Limits, Name, Register, RegisterView, Registry, Selection, Value, deadline_after};
 
 /// How far above its revision a run reserves revisions before issuing them: after a crash
 /// the next run starts above the reservation. A run renews it (to `revision +
@@ -97,23 +97,12 @@ impl<W> Registry<W> {
     /// Cheap enough to take under the lock: names, values and metadata are shared texts,
     /// so a copy is a reference count each.
     pub fn export(&mut self, now: Instant, wall_now: SystemTime) -> SavedState {
-        self.expire(now);
+        let reading = self.read(now, &Selection::All);
         SavedState {
             saved_at: wall_now,
-            revision: self.revision,
+            revision: reading.revision,
             trusted_from: self.trusted_from,
-            registers: self
-                .registers
-                .iter()
-                .map(|(name, register)| RegisterView {
-                    name: name.clone(),
-                    value: register.value.clone(),
-                    metadata: register.metadata.clone(),
-                    ttl: register.ttl,
-                    expires_in: register.deadline.saturating_duration_since(now),
-                    revision: register.revision,
-                })
-                .collect(),
+            registers: reading.registers,
             requests: self
                 .pending
                 .iter()

@@ -104,6 +104,25 @@ fn kill_9(mut daemon: Daemon) {
     assert!(!daemon.wait_exit().success());
 }
 
+/// `PUT /provider` with `body`, which must be accepted.
+fn publish(daemon: &Daemon, body: &str) {
+    daemon.put("/provider", body).assert(204, "");
+}
+
+/// A first run on `state` that publishes `body` and stops cleanly (saving it).
+fn first_run(state: &StateDir, body: &str) {
+    let daemon = state.start(&[], &[]);
+    publish(&daemon, body);
+    stop(daemon);
+}
+
+/// Waits until regd counts at least `failures` failed saves.
+fn wait_for_failures(daemon: &Daemon, failures: f64) {
+    wait_until(&format!("{failures} failed saves"), || {
+        metric(daemon, "regd_state_save_failures_total").is_some_and(|n| n >= failures)
+    });
+}
+
 fn wait_for_saves(daemon: &Daemon, saves: f64) {
     wait_until(&format!("{saves} state saves"), || {
         metric(daemon, "regd_state_saves_total").is_some_and(|count| count >= saves)
@@ -128,7 +147,7 @@ const REGISTERS: &str = r#"{"registers":{
 fn sigterm_then_restart_keeps_registers_requests_and_revision() {
     let state = StateDir::new();
     let daemon = state.start(&[], &[]);
-    daemon.put("/provider", REGISTERS).assert(204, "");
+    publish(&daemon, REGISTERS);
     daemon
         .put(
             "/consumer",
@@ -172,12 +191,10 @@ fn sigterm_then_restart_keeps_registers_requests_and_revision() {
 fn a_long_poll_with_an_old_index_waits_across_a_clean_restart() {
     let state = StateDir::new();
     let daemon = state.start(&[], &[]);
-    daemon
-        .put(
-            "/provider",
-            r#"{"registers":{"x":{"value":1,"ttl":"1h"},"y":{"value":2,"ttl":"1h"}}}"#,
-        )
-        .assert(204, "");
+    publish(
+        &daemon,
+        r#"{"registers":{"x":{"value":1,"ttl":"1h"},"y":{"value":2,"ttl":"1h"}}}"#,
+    );
     daemon.request("DELETE", "/provider?name=gone", "");
     let index = daemon.get("/consumer?name=x").index();
     stop(daemon);
@@ -198,17 +215,13 @@ fn a_long_poll_with_an_old_index_waits_across_a_clean_restart() {
     // Nothing changed since the index: both polls are held, not answered early.
     wait_for_held_polls(&daemon, 2);
     // The provider's next refresh with the same value wakes nobody.
-    daemon
-        .put(
-            "/provider",
-            r#"{"registers":{"x":{"value":1,"ttl":"1h"},"y":{"value":2,"ttl":"1h"}}}"#,
-        )
-        .assert(204, "");
+    publish(
+        &daemon,
+        r#"{"registers":{"x":{"value":1,"ttl":"1h"},"y":{"value":2,"ttl":"1h"}}}"#,
+    );
     assert_eq!(metric(&daemon, "regd_wakeups_total"), Some(0.0));
     assert_eq!(metric(&daemon, "regd_held_polls"), Some(2.0));
-    daemon
-        .put("/provider", r#"{"registers":{"x":{"value":3,"ttl":"1h"}}}"#)
-        .assert(204, "");
+    publish(&daemon, r#"{"registers":{"x":{"value":3,"ttl":"1h"}}}"#);
     let woken = on_x.join().unwrap();
     woken.assert(200, r#"{"registers":{"x":{"value":3}}}"#);
     assert_eq!(woken.index(), index + 1);
@@ -220,9 +233,7 @@ fn a_long_poll_with_an_old_index_waits_across_a_clean_restart() {
 fn kill_9_after_a_periodic_save_restores_that_save_and_old_indexes_answer_at_once() {
     let state = StateDir::new();
     let daemon = state.start(&["--save-interval", "50ms"], &[]);
-    daemon
-        .put("/provider", r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#)
-        .assert(204, "");
+    publish(&daemon, r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#);
     daemon
         .put("/consumer", &registers(&[("lamp", "true")]))
         .assert(202, "");
@@ -261,9 +272,7 @@ fn kill_9_after_a_periodic_save_restores_that_save_and_old_indexes_answer_at_onc
         "",
     );
     wait_for_held_polls(&daemon, 1);
-    daemon
-        .put("/provider", r#"{"registers":{"x":{"value":2,"ttl":"1h"}}}"#)
-        .assert(204, "");
+    publish(&daemon, r#"{"registers":{"x":{"value":2,"ttl":"1h"}}}"#);
     assert_eq!(held.join().unwrap().index(), index + 1);
 }
 
@@ -273,14 +282,10 @@ fn kill_9_in_the_middle_of_a_save_leaves_the_previous_state_readable() {
         return;
     }
     let state = StateDir::new();
-    let daemon = state.start(&[], &[]);
-    daemon
-        .put(
-            "/provider",
-            r#"{"registers":{"x":{"value":"first","ttl":"1h"}}}"#,
-        )
-        .assert(204, "");
-    stop(daemon);
+    first_run(
+        &state,
+        r#"{"registers":{"x":{"value":"first","ttl":"1h"}}}"#,
+    );
     let first = std::fs::read_to_string(state.file("state.json")).unwrap();
 
     // The second run restores, changes, and is killed while its first save is half
@@ -289,12 +294,10 @@ fn kill_9_in_the_middle_of_a_save_leaves_the_previous_state_readable() {
         &["--save-interval", "50ms"],
         &[("REGD_TEST_SAVE_STALL", "1")],
     );
-    daemon
-        .put(
-            "/provider",
-            r#"{"registers":{"x":{"value":"second","ttl":"1h"}}}"#,
-        )
-        .assert(204, "");
+    publish(
+        &daemon,
+        r#"{"registers":{"x":{"value":"second","ttl":"1h"}}}"#,
+    );
     let seen = daemon.get("/consumer").index();
     daemon.wait_for_log("test hook: save stalled");
     let partial = std::fs::read(state.file("state.json.tmp")).unwrap();
@@ -321,14 +324,7 @@ fn kill_9_in_the_middle_of_a_save_leaves_the_previous_state_readable() {
 #[test]
 fn damaged_state_files_are_moved_aside_and_regd_starts_empty() {
     let state = StateDir::new();
-    let daemon = state.start(&[], &[]);
-    daemon
-        .put(
-            "/provider",
-            r#"{"registers":{"x":{"value":"kept","ttl":"1h"}}}"#,
-        )
-        .assert(204, "");
-    stop(daemon);
+    first_run(&state, r#"{"registers":{"x":{"value":"kept","ttl":"1h"}}}"#);
     let good = std::fs::read_to_string(state.file("state.json")).unwrap();
     let flipped = good.replacen("kept", "kelt", 1);
     let cases: [(&str, String, &str); 5] = [
@@ -362,12 +358,7 @@ fn damaged_state_files_are_moved_aside_and_regd_starts_empty() {
             "{what}: kept for a post-mortem"
         );
         // The run goes on above the last run's revisions, with what it has.
-        daemon
-            .put(
-                "/provider",
-                r#"{"registers":{"x":{"value":"new","ttl":"1h"}}}"#,
-            )
-            .assert(204, "");
+        publish(&daemon, r#"{"registers":{"x":{"value":"new","ttl":"1h"}}}"#);
         stop(daemon);
     }
     assert_eq!(
@@ -398,11 +389,7 @@ fn an_unwritable_state_directory_warns_counts_and_keeps_serving() {
     // Tests run as root, whom permissions do not stop. What does: the temporary file's
     // name taken by a directory (every save fails; the old state stays readable).
     let state = StateDir::new();
-    let daemon = state.start(&[], &[]);
-    daemon
-        .put("/provider", r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#)
-        .assert(204, "");
-    stop(daemon);
+    first_run(&state, r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#);
     std::fs::create_dir(state.file("state.json.tmp")).unwrap();
     std::fs::write(state.file("state.json.tmp/keep"), "").unwrap();
     let daemon = state.start(&["--save-interval", "50ms"], &[]);
@@ -410,13 +397,9 @@ fn an_unwritable_state_directory_warns_counts_and_keeps_serving() {
         .get("/consumer")
         .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
     for value in 2..5 {
-        daemon
-            .put("/provider", &registers(&[("x", &value.to_string())]))
-            .assert(204, "");
+        publish(&daemon, &registers(&[("x", &value.to_string())]));
         let failures = value as f64 - 1.0;
-        wait_until("a failed save", || {
-            metric(&daemon, "regd_state_save_failures_total").is_some_and(|n| n >= failures)
-        });
+        wait_for_failures(&daemon, failures);
     }
     daemon
         .get("/consumer")
@@ -450,12 +433,8 @@ fn a_state_directory_that_cannot_be_created_or_is_immutable_does_not_stop_regd()
     std::fs::write(state.path(), "a file").unwrap();
     let daemon = state.start(&["--save-interval", "50ms"], &[]);
     daemon.wait_for_log("cannot create the state directory");
-    daemon
-        .put("/provider", &registers(&[("x", "1")]))
-        .assert(204, "");
-    wait_until("a failed save", || {
-        metric(&daemon, "regd_state_save_failures_total").is_some_and(|n| n >= 1.0)
-    });
+    publish(&daemon, &registers(&[("x", "1")]));
+    wait_for_failures(&daemon, 1.0);
     daemon
         .get("/consumer")
         .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
@@ -463,11 +442,7 @@ fn a_state_directory_that_cannot_be_created_or_is_immutable_does_not_stop_regd()
 
     // An immutable directory (chattr +i), where the file system supports it.
     let mut state = StateDir::new();
-    let daemon = state.start(&[], &[]);
-    daemon
-        .put("/provider", &registers(&[("x", "1")]))
-        .assert(204, "");
-    stop(daemon);
+    first_run(&state, &registers(&[("x", "1")]));
     if !state.make_immutable() {
         eprintln!("chattr +i is not supported here; the immutable variant is skipped");
         return;
@@ -477,12 +452,8 @@ fn a_state_directory_that_cannot_be_created_or_is_immutable_does_not_stop_regd()
         .get("/consumer")
         .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
     daemon.wait_for_log("cannot write");
-    daemon
-        .put("/provider", &registers(&[("x", "2")]))
-        .assert(204, "");
-    wait_until("a failed save", || {
-        metric(&daemon, "regd_state_save_failures_total").is_some_and(|n| n >= 1.0)
-    });
+    publish(&daemon, &registers(&[("x", "2")]));
+    wait_for_failures(&daemon, 1.0);
     daemon
         .get("/consumer")
         .assert(200, r#"{"registers":{"x":{"value":2}}}"#);
@@ -495,12 +466,10 @@ fn clock_behind_then_ahead_across_restarts() {
     }
     let state = StateDir::new();
     let daemon = state.start(&[], &[]);
-    daemon
-        .put(
-            "/provider",
-            r#"{"registers":{"short":{"value":1,"ttl":"1m"},"long":{"value":2,"ttl":"3h"}}}"#,
-        )
-        .assert(204, "");
+    publish(
+        &daemon,
+        r#"{"registers":{"short":{"value":1,"ttl":"1m"},"long":{"value":2,"ttl":"3h"}}}"#,
+    );
     let started = Instant::now();
     stop(daemon);
 
@@ -570,9 +539,7 @@ fn without_a_state_directory_regd_keeps_everything_in_memory() {
         daemon.wait_for_log("state kept in memory only");
         daemon.get("/consumer").assert(200, r#"{"registers":{}}"#);
         first_indexes.push(daemon.get("/consumer").index());
-        daemon
-            .put("/provider", &registers(&[("x", "1")]))
-            .assert(204, "");
+        publish(&daemon, &registers(&[("x", "1")]));
         assert!(!daemon.get("/metrics").body.contains("regd_state_"));
         stop(daemon);
     }
@@ -592,9 +559,7 @@ fn the_state_directory_follows_its_precedence() {
     let (flag, variable, systemd) = (StateDir::new(), StateDir::new(), StateDir::new());
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let daemon = Daemon::start_with_env(args, env);
-        daemon
-            .put("/provider", &registers(&[("x", "1")]))
-            .assert(204, "");
+        publish(&daemon, &registers(&[("x", "1")]));
         stop(daemon)
     };
     let (flag_dir, variable_dir, systemd_dir) = (flag.arg(), variable.arg(), systemd.arg());
@@ -640,37 +605,4 @@ fn a_bad_save_interval_is_a_usage_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--save-interval"), "{stderr}");
     }
-}
-
-/// `promtool check metrics` on the exposition, when promtool is installed; CI sets
-/// `REGD_REQUIRE_PROMTOOL` and then a missing promtool fails the test.
-fn check_with_promtool(text: &str) {
-    use std::io::Write;
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        assert!(
-            std::env::var_os("REGD_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (REGD_REQUIRE_PROMTOOL) but not installed"
-        );
-        eprintln!("promtool not installed (apt-get install prometheus); not checked");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let result = child.wait_with_output().unwrap();
-    assert!(
-        result.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
 }

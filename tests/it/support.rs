@@ -585,3 +585,36 @@ pub fn help_settings(help: &str) -> Vec<(String, String, String)> {
     }
     settings
 }
+
+/// `promtool check metrics` on an exposition. Skipped without promtool, unless CI sets
+/// `REGD_REQUIRE_PROMTOOL` (see [`tool_or_skip`]).
+pub fn check_with_promtool(text: &str) {
+    if !tool_or_skip(
+        "promtool",
+        &["--version"],
+        "REGD_REQUIRE_PROMTOOL",
+        "apt-get install prometheus",
+    ) {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}

@@ -61,6 +61,25 @@ fn restore(
     Registry::restore(Limits::default(), saved, last_run, 77, now, wall_now)
 }
 
+/// Restores `saved` after a clean stop, at `now` and the wall-clock time `wall_now`.
+fn restart_clean(
+    saved: &SavedState,
+    now: Instant,
+    wall_now: SystemTime,
+) -> (Registry<u32>, Restored) {
+    restore(Some(saved.clone()), stopped(saved), now, wall_now)
+}
+
+/// The lifetime left of every register, by name.
+fn lifetimes(registry: &mut Registry<u32>, now: Instant) -> Vec<Duration> {
+    let reading = registry.read(now, &Selection::All);
+    reading
+        .registers
+        .iter()
+        .map(|view| view.expires_in)
+        .collect()
+}
+
 fn stopped(saved: &SavedState) -> Option<LastRun> {
     Some(LastRun::Stopped {
         revision: saved.revision,
@@ -72,7 +91,7 @@ fn a_clean_restart_keeps_everything_exactly() {
     let now = Instant::now();
     let (mut before, saved) = saved_registry(now);
     let later = now + 5 * SECOND;
-    let (mut after, restored) = restore(Some(saved.clone()), stopped(&saved), later, saved_at());
+    let (mut after, restored) = restart_clean(&saved, later, saved_at());
     assert!(restored.clean);
     assert_eq!(restored.registers, 2);
     assert_eq!(restored.requests, 1);
@@ -104,7 +123,7 @@ fn a_clean_restart_keeps_everything_exactly() {
 fn an_identical_refresh_after_a_restore_wakes_nobody() {
     let now = Instant::now();
     let (_, saved) = saved_registry(now);
-    let (mut after, _) = restore(Some(saved.clone()), stopped(&saved), now, saved_at());
+    let (mut after, _) = restart_clean(&saved, now, saved_at());
     after.wait_for_change(&names(&["short"]), 1);
     after.wait_for_change(&Selection::All, 2);
     publish(&mut after, now, "short", "1", HOUR);
@@ -121,17 +140,13 @@ fn an_identical_refresh_after_a_restore_wakes_nobody() {
 fn downtime_comes_off_every_lifetime() {
     let now = Instant::now();
     let (_, saved) = saved_registry(now);
-    let (mut after, restored) = restore(
-        Some(saved.clone()),
-        stopped(&saved),
-        now,
-        saved_at() + 90 * SECOND,
-    );
+    let (mut after, restored) = restart_clean(&saved, now, saved_at() + 90 * SECOND);
     assert_eq!(restored.downtime, 90 * SECOND);
     assert!(!restored.clock_behind);
-    let snapshot = after.read(now, &Selection::All);
-    let left: Vec<Duration> = snapshot.registers.iter().map(|v| v.expires_in).collect();
-    assert_eq!(left, [24 * HOUR - 90 * SECOND, HOUR - 90 * SECOND]);
+    assert_eq!(
+        lifetimes(&mut after, now),
+        [24 * HOUR - 90 * SECOND, HOUR - 90 * SECOND]
+    );
 }
 
 #[test]
@@ -139,23 +154,12 @@ fn a_clock_behind_the_save_counts_as_no_downtime() {
     let now = Instant::now();
     let (_, saved) = saved_registry(now);
     // A Pi without a real-time clock boots hours in the past until NTP syncs.
-    let (mut after, restored) = restore(
-        Some(saved.clone()),
-        stopped(&saved),
-        now,
-        saved_at() - 3 * HOUR,
-    );
+    let (mut after, restored) = restart_clean(&saved, now, saved_at() - 3 * HOUR);
     assert_eq!(restored.downtime, Duration::ZERO);
     assert!(restored.clock_behind);
     assert_eq!(restored.registers, 2);
-    let left: Vec<Duration> = after
-        .read(now, &Selection::All)
-        .registers
-        .iter()
-        .map(|v| v.expires_in)
-        .collect();
     assert_eq!(
-        left,
+        lifetimes(&mut after, now),
         [24 * HOUR, HOUR],
         "never longer than the saved lifetime"
     );
@@ -165,12 +169,7 @@ fn a_clock_behind_the_save_counts_as_no_downtime() {
 fn a_clock_ahead_expires_what_ran_out_while_down_and_no_one_sees_it() {
     let now = Instant::now();
     let (_, saved) = saved_registry(now);
-    let (mut after, restored) = restore(
-        Some(saved.clone()),
-        stopped(&saved),
-        now,
-        saved_at() + 3 * HOUR,
-    );
+    let (mut after, restored) = restart_clean(&saved, now, saved_at() + 3 * HOUR);
     assert_eq!(restored.downtime, 3 * HOUR);
     assert_eq!((restored.registers, restored.expired_while_down), (1, 1));
     let snapshot = after.read(now, &Selection::All);
@@ -192,7 +191,7 @@ fn a_restored_lifetime_never_exceeds_the_ttl() {
     for view in &mut saved.registers {
         view.expires_in = 1000 * HOUR;
     }
-    let (mut after, _) = restore(Some(saved.clone()), stopped(&saved), now, saved_at());
+    let (mut after, _) = restart_clean(&saved, now, saved_at());
     for view in after.read(now, &Selection::All).registers {
         assert_eq!(view.expires_in, view.ttl, "{}", view.name);
     }
@@ -231,7 +230,7 @@ fn a_clean_file_is_not_believed_after_a_run_that_restored_it_crashed() {
     let (_, saved) = saved_registry(now);
     // Run 2 restores the clean save, records its reservation, changes things, and dies
     // before its first save: the files are the clean save and run 2's record.
-    let (mut run2, _) = restore(Some(saved.clone()), stopped(&saved), now, saved_at());
+    let (mut run2, _) = restart_clean(&saved, now, saved_at());
     let record = LastRun::Running {
         reserved: run2.reservation(),
     };
@@ -323,7 +322,7 @@ fn a_lying_file_cannot_confuse_revisions() {
     saved
         .deletions
         .push((saved.revision + 50, Name::from("ghost")));
-    let (mut after, _) = restore(Some(saved.clone()), stopped(&saved), now, saved_at());
+    let (mut after, _) = restart_clean(&saved, now, saved_at());
     let snapshot = after.read(now, &Selection::All);
     assert!(
         snapshot
