@@ -246,6 +246,8 @@ fn kill_9_after_a_periodic_save_restores_that_save_and_old_indexes_answer_at_onc
     let saved_index = daemon.get("/consumer").index();
     let last_save = metric(&daemon, "regd_state_last_save_timestamp_seconds").unwrap();
     assert!(last_save > 1e9, "a Unix time: {last_save}");
+    assert!(metric(&daemon, "regd_state_last_save_duration_seconds").unwrap() > 0.0);
+    check_with_promtool(&daemon.get("/metrics").body);
     kill_9(daemon);
 
     let daemon = state.start(&[], &[]);
