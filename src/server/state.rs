@@ -90,11 +90,14 @@ impl Saver {
             // A temporary file is a write that did not finish: never read, just removed.
             let _ = fs::remove_file(temporary(&directory, name));
         }
+        let reading = Instant::now();
         let last_run = read_file(&directory, RUN_FILE, state_file::decode_run);
         let saved = read_file(&directory, STATE_FILE, state_file::decode_state);
+        let read_in = reading.elapsed();
         let had_state = saved.is_some();
         let wall_now = service.wall_now();
         // Nobody waits yet: the registry is replaced before the address is announced.
+        let restoring = Instant::now();
         let (restored, reservation) = service.with_state(|state, now| {
             let (registry, restored) = Registry::restore(
                 settings.limits,
@@ -109,10 +112,11 @@ impl Saver {
         });
         if had_state {
             log::info!(
-                "restored {} registers and {} change requests from {}; {}",
+                "restored {} registers and {} change requests from {} (read in {read_in:.1?}, restored in {:.1?}); {}",
                 restored.registers,
                 restored.requests,
                 directory.join(STATE_FILE).display(),
+                restoring.elapsed(),
                 if restored.clean {
                     "the last run stopped cleanly: indexes from before stay valid"
                 } else {
