@@ -33,6 +33,7 @@ struct StateCounters {
     failures: AtomicU64,
     last_save_unix_ms: AtomicU64,
     last_save_duration_us: AtomicU64,
+    last_snapshot_us: AtomicU64,
     longest_snapshot_us: AtomicU64,
 }
 
@@ -97,6 +98,9 @@ impl Metrics {
         state
             .last_save_duration_us
             .store(micros(took), Ordering::Relaxed);
+        state
+            .last_snapshot_us
+            .store(micros(lock_held), Ordering::Relaxed);
         state
             .longest_snapshot_us
             .fetch_max(micros(lock_held), Ordering::Relaxed);
@@ -239,7 +243,7 @@ impl Metrics {
         let state = &self.state;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let seconds = |micros: u64| micros as f64 / 1e6;
-        let families: [(&str, &str, &str, String); 5] = [
+        let families: [(&str, &str, &str, String); 6] = [
             (
                 "regd_state_saves_total",
                 "counter",
@@ -263,6 +267,12 @@ impl Metrics {
                 "gauge",
                 "Time the last state save took: copying, encoding, writing and syncing.",
                 sample(seconds(load(&state.last_save_duration_us))),
+            ),
+            (
+                "regd_state_last_snapshot_seconds",
+                "gauge",
+                "Time the last state save held the registry lock to copy the state.",
+                sample(seconds(load(&state.last_snapshot_us))),
             ),
             (
                 "regd_state_longest_snapshot_seconds",
