@@ -131,10 +131,12 @@ fn wait_for_saves(daemon: &Daemon, saves: f64) {
 
 /// The test hooks are compiled only into debug builds (the ones `cargo test` builds).
 fn hooks_compiled_in() -> bool {
-    if !cfg!(debug_assertions) {
-        eprintln!("release build: regd has no test hooks; this test needs a debug build");
-    }
-    cfg!(debug_assertions)
+    skip_unless(
+        cfg!(debug_assertions),
+        "regd's test hooks (compiled into debug builds only)",
+        "REGD_REQUIRE_TEST_HOOKS",
+        "run the tests without --release",
+    )
 }
 
 const REGISTERS: &str = r#"{"registers":{
@@ -445,8 +447,13 @@ fn a_state_directory_that_cannot_be_created_or_is_immutable_does_not_stop_regd()
     // An immutable directory (chattr +i), where the file system supports it.
     let mut state = StateDir::new();
     first_run(&state, &registers(&[("x", "1")]));
-    if !state.make_immutable() {
-        eprintln!("chattr +i is not supported here; the immutable variant is skipped");
+    let immutable = state.make_immutable();
+    if !skip_unless(
+        immutable,
+        "an immutable directory (chattr +i on the temporary directory's file system)",
+        "REGD_REQUIRE_CHATTR",
+        "run the tests on a file system that supports chattr +i, such as ext4",
+    ) {
         return;
     }
     let daemon = state.start(&["--save-interval", "50ms"], &[]);
@@ -530,13 +537,10 @@ fn without_a_state_directory_regd_keeps_everything_in_memory() {
     std::fs::create_dir_all(scratch.path()).unwrap();
     let mut first_indexes = Vec::new();
     for _ in 0..2 {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_regd"));
+        let mut command = program(env!("CARGO_BIN_EXE_regd"));
         command
             .args(["--addr", "127.0.0.1:0"])
-            .current_dir(scratch.path())
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("REGD_STATE_DIR");
+            .current_dir(scratch.path());
         let daemon = Daemon::start_command(&mut command);
         daemon.wait_for_log("state kept in memory only");
         daemon.get("/consumer").assert(200, r#"{"registers":{}}"#);
@@ -599,7 +603,7 @@ fn the_state_directory_follows_its_precedence() {
 #[test]
 fn a_bad_save_interval_is_a_usage_error() {
     for interval in ["0s", "often", "-5m"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_regd"))
+        let output = program(env!("CARGO_BIN_EXE_regd"))
             .args(["--save-interval", interval, "--no-state"])
             .output()
             .unwrap();
