@@ -232,6 +232,59 @@ fn a_long_poll_with_an_old_index_waits_across_a_clean_restart() {
 }
 
 #[test]
+fn a_consumer_polling_across_a_clean_restart_sees_no_removal() {
+    // The way the original clients' consumeAll works: long polls without an index, a
+    // new connection after an error, every answer diffed against the last one.
+    let state = StateDir::new();
+    let daemon = state.start(&[], &[]);
+    let body = r#"{"registers":{"a":{"value":1,"ttl":"1h"},"b":{"value":{"x":2},"ttl":"1h"}}}"#;
+    publish(&daemon, body);
+    let address = daemon.address;
+    let (stop_polling, polling_stopped) = std::sync::mpsc::channel::<()>();
+    let consumer = std::thread::spawn(move || {
+        let mut answers = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        while polling_stopped.try_recv().is_err() && Instant::now() < deadline {
+            let Ok(stream) = std::net::TcpStream::connect(address) else {
+                // regd is restarting: try again shortly, as the clients do.
+                std::thread::sleep(std::time::Duration::from_millis(5)); // sleep-ok: retry within a deadline
+                continue;
+            };
+            let mut connection = Http::from_stream(stream);
+            connection.send_request("GET", "/consumer?wait=1s", "");
+            if let Some(reply) = connection.try_read_reply() {
+                answers.push(reply.body);
+            }
+        }
+        answers
+    });
+    wait_for_held_polls(&daemon, 1);
+    stop(daemon);
+    // The same address, as a restarted service has.
+    let address_arg = address.to_string();
+    let daemon = state.start(&["--addr", &address_arg], &[]);
+    wait_for_held_polls(&daemon, 1);
+    // A provider's identical refresh wakes no one; a real change does.
+    publish(&daemon, body);
+    publish(&daemon, r#"{"registers":{"c":{"value":3,"ttl":"1h"}}}"#);
+    wait_until("the change reaches the consumer", || {
+        metric(&daemon, "regd_wakeups_total").is_some_and(|n| n >= 1.0)
+    });
+    wait_for_held_polls(&daemon, 1);
+    let _ = stop_polling.send(());
+    let answers = consumer.join().unwrap();
+    let before = r#"{"registers":{"a":{"value":1},"b":{"value":{"x":2}}}}"#;
+    let after = r#"{"registers":{"a":{"value":1},"b":{"value":{"x":2}},"c":{"value":3}}}"#;
+    assert!(answers.iter().any(|answer| answer == after), "{answers:?}");
+    for answer in &answers {
+        assert!(
+            answer == before || answer == after,
+            "a removal or a blip: {answer}"
+        );
+    }
+}
+
+#[test]
 fn kill_9_after_a_periodic_save_restores_that_save_and_old_indexes_answer_at_once() {
     let state = StateDir::new();
     let daemon = state.start(&["--save-interval", "50ms"], &[]);
