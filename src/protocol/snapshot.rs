@@ -14,13 +14,20 @@ use super::envelope::Writer;
 use super::envelope::{self, DecodeError, Entry, json_member};
 use super::json::{Json, json_string};
 #[cfg(feature = "server")]
-use crate::core::Reading;
+use crate::core::{Reading, RegisterView};
 
 /// Encodes a reading of the registry as the answer of `GET /consumer`.
 #[cfg(feature = "server")]
 pub fn encode(reading: &Reading, details: bool) -> String {
-    let mut writer = Writer::with_room_for(reading.registers.len());
-    for view in &reading.registers {
+    encode_views(&reading.registers, details)
+}
+
+/// Encodes registers as the answer of `GET /consumer` (the state file keeps its
+/// registers so, with details: [`super::state_file`]).
+#[cfg(feature = "server")]
+pub(crate) fn encode_views(registers: &[RegisterView], details: bool) -> String {
+    let mut writer = Writer::with_room_for(registers.len());
+    for view in registers {
         writer.entry(&view.name, view.value.as_str());
         if let Some(metadata) = &view.metadata {
             writer.member("metadata", metadata.as_str());

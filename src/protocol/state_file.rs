@@ -1,7 +1,9 @@
 //! The files regd keeps in its state directory, as text (docs/state-file.md): the state
 //! file (registers, change requests, revisions; [`SavedState`]) and the run file (how the
 //! last run ended; [`LastRun`]). Both are one JSON object, an envelope naming the kind of
-//! file, its format version and a checksum of its `body`. Invariants: what [`encode_state`]
+//! file, its format version and a checksum of its `body`. The state's registers are kept
+//! as a `GET /consumer?details=true` answer and its requests as a `GET /provider` answer:
+//! one grammar, written and read by its own module. Invariants: what [`encode_state`]
 //! writes, [`decode_state`] reads back identically (values and metadata byte for byte);
 //! a file that is truncated, corrupt, of another kind or of an unknown version is refused
 //! whole with an error saying which, never half read.
@@ -14,8 +16,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::duration;
+use super::envelope::{self, DecodeError};
 use super::json::{MAX_NESTING, TooDeep, compact_json, json_string};
+use super::{duration, requests, snapshot};
 use crate::core::{LastRun, Name, RegisterView, SavedState, Value};
 
 /// The format version this regd writes and reads.
@@ -71,13 +74,16 @@ impl fmt::Display for StateFileError {
 
 impl std::error::Error for StateFileError {}
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    format: Option<String>,
-    version: Option<u64>,
-    checksum: Option<String>,
-    #[serde(borrow)]
-    body: Option<&'a RawValue>,
+/// A JSON object with its members still raw. Every object of these files is read as
+/// one, the very type the request envelope is read as, so reading the files adds little
+/// code to the daemon.
+type Object<'a> = BTreeMap<String, &'a RawValue>;
+
+/// A member of an object, read as `T`; `None` when absent or of another type.
+fn member<'a, T: Deserialize<'a>>(object: &Object<'a>, key: &str) -> Option<T> {
+    object
+        .get(key)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
 /// Writes the envelope around a body: `{"format":…,"version":…,"body":…,"checksum":…}`,
@@ -104,18 +110,21 @@ fn open_envelope<'a>(text: &'a str, kind: &'static str) -> Result<&'a str, State
     if !text.trim_start().starts_with('{') {
         return Err(StateFileError::NotJson("it does not start with {".into()));
     }
-    let envelope: Envelope<'_> =
+    let envelope: Object<'_> =
         serde_json::from_str(text).map_err(|error| StateFileError::NotJson(error.to_string()))?;
     let wrong_kind = StateFileError::WrongKind { expected: kind };
-    if envelope.format.as_deref() != Some(kind) {
+    if member::<String>(&envelope, "format").as_deref() != Some(kind) {
         return Err(wrong_kind);
     }
-    match envelope.version {
+    match member::<u64>(&envelope, "version") {
         Some(VERSION) => {}
         Some(version) => return Err(StateFileError::UnknownVersion(version)),
         None => return Err(wrong_kind),
     }
-    let (Some(body), Some(checksum)) = (envelope.body, envelope.checksum) else {
+    let (Some(body), Some(checksum)) = (
+        envelope.get("body"),
+        member::<String>(&envelope, "checksum"),
+    ) else {
         return Err(StateFileError::Invalid("body or checksum missing".into()));
     };
     let body = body.get();
@@ -133,19 +142,13 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The state file's text.
+/// The state file's text. Its registers are a `GET /consumer?details=true` answer and
+/// its change requests a `GET /provider` answer, written and read by those grammars.
 pub fn encode_state(state: &SavedState) -> String {
-    let estimate: usize = state
-        .registers
-        .iter()
-        .map(|view| {
-            view.name.len()
-                + view.value.as_str().len()
-                + view.metadata.as_ref().map_or(0, |m| m.as_str().len())
-                + 80
-        })
-        .sum();
-    envelope(STATE_KIND, estimate, |out| {
+    let snapshot = snapshot::encode_views(&state.registers, true);
+    let requests =
+        requests::encode((state.requests.iter()).map(|(name, value)| (&**name, value.as_str())));
+    envelope(STATE_KIND, snapshot.len() + requests.len(), |out| {
         let saved_at = state
             .saved_at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -155,137 +158,117 @@ pub fn encode_state(state: &SavedState) -> String {
         let saved_at_ms = saved_at.as_nanos().div_ceil(1_000_000);
         let _ = write!(
             out,
-            r#"{{"saved_at_unix_ms":{saved_at_ms},"revision":{},"trusted_from":{},"registers":{{"#,
+            r#"{{"saved_at_unix_ms":{saved_at_ms},"revision":{},"trusted_from":{},"deletions":{{"#,
             state.revision, state.trusted_from
         );
-        for (position, view) in state.registers.iter().enumerate() {
-            if position > 0 {
-                out.push(',');
-            }
-            out.push_str(&json_string(&view.name));
-            out.push_str(r#":{"value":"#);
-            out.push_str(view.value.as_str());
-            if let Some(metadata) = &view.metadata {
-                out.push_str(r#","metadata":"#);
-                out.push_str(metadata.as_str());
-            }
-            let _ = write!(
-                out,
-                r#","ttl":"{}","expires_in":"{}","index":{}}}"#,
-                duration::format(view.ttl),
-                duration::format(view.expires_in),
-                view.revision
-            );
-        }
-        out.push_str(r#"},"requests":{"#);
-        for (position, (name, value)) in state.requests.iter().enumerate() {
-            if position > 0 {
-                out.push(',');
-            }
-            out.push_str(&json_string(name));
-            out.push_str(r#":{"value":"#);
-            out.push_str(value.as_str());
-            out.push('}');
-        }
-        out.push_str(r#"},"deletions":["#);
         for (position, (revision, name)) in state.deletions.iter().enumerate() {
             if position > 0 {
                 out.push(',');
             }
-            let _ = write!(out, "[{revision},{}]", json_string(name));
+            // By revision (a name can be removed more than once; a revision only once).
+            let _ = write!(out, r#""{revision}":{}"#, json_string(name));
         }
-        out.push_str("]}");
+        let _ = write!(out, r#"}},"snapshot":{snapshot},"requests":{requests}}}"#);
     })
-}
-
-#[derive(Deserialize)]
-struct StateBody<'a> {
-    saved_at_unix_ms: u64,
-    revision: u64,
-    trusted_from: u64,
-    #[serde(borrow)]
-    registers: BTreeMap<String, RegisterEntry<'a>>,
-    #[serde(borrow)]
-    requests: BTreeMap<String, RequestEntry<'a>>,
-    deletions: Vec<(u64, String)>,
-}
-
-#[derive(Deserialize)]
-struct RegisterEntry<'a> {
-    #[serde(borrow)]
-    value: &'a RawValue,
-    #[serde(borrow)]
-    metadata: Option<&'a RawValue>,
-    ttl: String,
-    expires_in: String,
-    index: u64,
-}
-
-#[derive(Deserialize)]
-struct RequestEntry<'a> {
-    #[serde(borrow)]
-    value: &'a RawValue,
 }
 
 /// Reads a state file's text.
 pub fn decode_state(text: &str) -> Result<SavedState, StateFileError> {
     let body = open_envelope(text, STATE_KIND)?;
-    let body: StateBody<'_> =
+    let body: Object<'_> =
         serde_json::from_str(body).map_err(|error| StateFileError::Invalid(error.to_string()))?;
-    let invalid = |name: &str, what: String| {
-        StateFileError::Invalid(format!("register {}: {what}", json_string(name)))
+    let number = |key: &str| {
+        member::<u64>(&body, key)
+            .ok_or_else(|| StateFileError::Invalid(format!("{key} is missing or not a number")))
     };
-    let mut registers = Vec::with_capacity(body.registers.len());
-    for (name, entry) in body.registers {
-        let ttl = match duration::parse(&entry.ttl) {
-            Ok(Some(ttl)) => ttl,
-            _ => return Err(invalid(&name, format!("ttl {:?} is not valid", entry.ttl))),
-        };
-        let expires_in = match duration::parse(&entry.expires_in) {
-            Ok(left) => left.unwrap_or(Duration::ZERO),
-            Err(_) => {
-                let what = format!("expires_in {:?} is not valid", entry.expires_in);
-                return Err(invalid(&name, what));
+    let raw = |key: &str| {
+        (body.get(key).map(|raw| raw.get()))
+            .ok_or_else(|| StateFileError::Invalid(format!("{key} is missing")))
+    };
+    let (saved_at_unix_ms, revision, trusted_from) = (
+        number("saved_at_unix_ms")?,
+        number("revision")?,
+        number("trusted_from")?,
+    );
+    let deletions: Object<'_> = serde_json::from_str(raw("deletions")?)
+        .map_err(|error| StateFileError::Invalid(format!("deletions: {error}")))?;
+    let mut removed = Vec::with_capacity(deletions.len());
+    for (revision, name) in &deletions {
+        match (
+            revision.parse::<u64>(),
+            serde_json::from_str::<String>(name.get()),
+        ) {
+            (Ok(revision), Ok(name)) => removed.push((revision, Name::from(name))),
+            _ => {
+                let what = format!("deletions: {revision:?} is not a revision and a name");
+                return Err(StateFileError::Invalid(what));
             }
+        }
+    }
+    let mut registers = Vec::new();
+    envelope::decode_answer(raw("snapshot")?, |name, entry| {
+        let invalid =
+            |what: &str| DecodeError::new(format!("register {}: {what}", json_string(&name)));
+        let text = |raw: Option<&RawValue>| {
+            raw.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
         };
+        let number = |raw: Option<&RawValue>| {
+            raw.and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok())
+        };
+        let ttl = text(entry.ttl)
+            .and_then(|ttl| duration::parse(&ttl).ok().flatten())
+            .ok_or_else(|| invalid("its ttl is missing or not a positive duration"))?;
+        let expires_in_ms = number(entry.expires_in_ms)
+            .ok_or_else(|| invalid("its expires_in_ms is missing or not a whole number"))?;
+        let revision = number(entry.index)
+            .ok_or_else(|| invalid("its index is missing or not a whole number"))?;
         let metadata = match entry.metadata {
-            None => None,
-            Some(raw) if raw.get().starts_with('{') => {
-                Some(stored_text(raw, &name)?).filter(|text| text.as_str() != "{}")
+            Some(raw) if !raw.get().starts_with('{') => {
+                return Err(invalid("its metadata is not an object"));
             }
-            Some(_) => return Err(invalid(&name, "metadata is not an object".into())),
+            Some(raw) => Some(stored_text(raw, &name)?).filter(|text| text.as_str() != "{}"),
+            None => None,
+        };
+        // serde reads a null member as an absent one; both mean null (as in A3).
+        let value = match entry.value {
+            Some(raw) => stored_text(raw, &name)?,
+            None => Value::new("null"),
         };
         registers.push(RegisterView {
-            value: stored_text(entry.value, &name)?,
-            name: Name::from(name),
+            value,
             metadata,
             ttl,
-            expires_in,
-            revision: entry.index,
+            expires_in: Duration::from_millis(expires_in_ms),
+            revision,
+            name: Name::from(name),
         });
-    }
-    let mut requests = Vec::with_capacity(body.requests.len());
-    for (name, entry) in body.requests {
-        requests.push((Name::from(name.as_str()), stored_text(entry.value, &name)?));
-    }
+        Ok(())
+    })
+    .map_err(|error| StateFileError::Invalid(format!("snapshot: {error}")))?;
+    let mut requests = Vec::new();
+    envelope::decode_answer(raw("requests")?, |name, entry| {
+        let value = match entry.value {
+            Some(raw) => stored_text(raw, &name)?,
+            None => Value::new("null"),
+        };
+        requests.push((Name::from(name.as_str()), value));
+        Ok(())
+    })
+    .map_err(|error| StateFileError::Invalid(format!("requests: {error}")))?;
     Ok(SavedState {
-        saved_at: SystemTime::UNIX_EPOCH + Duration::from_millis(body.saved_at_unix_ms),
-        revision: body.revision,
-        trusted_from: body.trusted_from,
+        saved_at: SystemTime::UNIX_EPOCH + Duration::from_millis(saved_at_unix_ms),
+        revision,
+        trusted_from,
         registers,
         requests,
-        deletions: body
-            .deletions
-            .into_iter()
-            .map(|(revision, name)| (revision, Name::from(name)))
-            .collect(),
+        deletions: removed,
     })
 }
 
 /// A value or metadata as the core stores it: compact JSON text, nesting bounded.
-fn stored_text(raw: &RawValue, name: &str) -> Result<Value, StateFileError> {
+fn stored_text(raw: &RawValue, name: &str) -> Result<Value, DecodeError> {
     compact_json(raw.get()).map(Value::new).map_err(|TooDeep| {
-        StateFileError::Invalid(format!(
+        DecodeError::new(format!(
             "register {} nests deeper than {MAX_NESTING} levels",
             json_string(name)
         ))
@@ -304,29 +287,18 @@ pub fn encode_run(run: &LastRun) -> String {
     })
 }
 
-#[derive(Deserialize)]
-struct RunBody {
-    running: bool,
-    reserved: Option<u64>,
-    revision: Option<u64>,
-}
-
 /// Reads a run file's text.
 pub fn decode_run(text: &str) -> Result<LastRun, StateFileError> {
     let body = open_envelope(text, RUN_KIND)?;
-    let body: RunBody =
+    let body: Object<'_> =
         serde_json::from_str(body).map_err(|error| StateFileError::Invalid(error.to_string()))?;
-    match body {
-        RunBody {
-            running: true,
-            reserved: Some(reserved),
-            ..
-        } => Ok(LastRun::Running { reserved }),
-        RunBody {
-            running: false,
-            revision: Some(revision),
-            ..
-        } => Ok(LastRun::Stopped { revision }),
+    match (
+        member::<bool>(&body, "running"),
+        member::<u64>(&body, "reserved"),
+        member::<u64>(&body, "revision"),
+    ) {
+        (Some(true), Some(reserved), _) => Ok(LastRun::Running { reserved }),
+        (Some(false), _, Some(revision)) => Ok(LastRun::Stopped { revision }),
         _ => Err(StateFileError::Invalid(
             "a running record needs \"reserved\", a stopped one \"revision\"".into(),
         )),

@@ -9,7 +9,7 @@ fn sample() -> SavedState {
         value: Value::new(value),
         metadata: metadata.map(Value::new),
         ttl: Duration::from_millis(1500),
-        expires_in: Duration::from_nanos(1_234_567_891),
+        expires_in: Duration::from_millis(1_234),
         revision,
     };
     SavedState {
@@ -45,13 +45,18 @@ fn sample() -> SavedState {
 
 #[test]
 fn a_state_reads_back_exactly_as_it_was_written() {
+    // Lifetimes are kept to the millisecond (as details=true gives them).
     let state = sample();
     let text = encode_state(&state);
     assert_eq!(decode_state(&text), Ok(state));
     assert!(text.ends_with("}\n"), "one line, ending in a newline");
     // Values and metadata are the stored texts, byte for byte.
     assert!(text.contains(r#""value":{"z":1,"a":[1e400,-0.0,"\u00e9 \\ \""]}"#));
-    assert!(text.contains(r#""ttl":"1.5s","expires_in":"1.234567891s""#));
+    assert!(text.contains(r#""ttl":"1.5s","expires_in_ms":1234,"index":7"#));
+    // The registers are a `GET /consumer?details=true` answer, the requests a
+    // `GET /provider` answer.
+    assert!(text.contains(r#""snapshot":{"registers":{"__proto__":{"value":null,"ttl""#));
+    assert!(text.contains(r#""requests":{"registers":{"lamp":{"value":true}"#));
 }
 
 #[test]
@@ -151,7 +156,7 @@ fn every_flipped_byte_in_the_body_is_refused() {
 #[test]
 fn invalid_fields_name_the_register() {
     // A well-formed body with a bad field, under a correct checksum (a buggy writer).
-    let body = r#"{"saved_at_unix_ms":1,"revision":2,"trusted_from":1,"registers":{"x":{"value":1,"ttl":"5","expires_in":"1s","index":1}},"requests":{},"deletions":[]}"#;
+    let body = r#"{"saved_at_unix_ms":1,"revision":2,"trusted_from":1,"deletions":{},"snapshot":{"registers":{"x":{"value":1,"ttl":"5","expires_in_ms":1000,"index":1}}},"requests":{"registers":{}}}"#;
     let text = format!(
         r#"{{"format":"regd-state","version":1,"body":{body},"checksum":"fnv1a64:{:016x}"}}"#,
         fnv1a64(body.as_bytes())
