@@ -19,7 +19,9 @@ struct StateDir {
 impl StateDir {
     fn new() -> StateDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
+        // Under cargo's own scratch folder, on the build's file system (ext4 on CI and
+        // here), so `chattr +i` works where /tmp might be a tmpfs.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "regd-state-it-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
