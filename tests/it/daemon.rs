@@ -166,6 +166,31 @@ fn under_systemd_lines_carry_priorities_and_no_timestamps() {
 }
 
 #[test]
+fn under_systemd_a_fatal_error_is_logged_at_err() {
+    // A usage error (found before the logger starts) and a failure to start (after
+    // it): either way the final line must reach the journal at err, so that
+    // `journalctl -u regd -p err` shows why regd is not running.
+    for (args, mentions, code) in [
+        (&["--bogus"][..], "--bogus", 2),
+        (&["--addr", "not-an-address"], "HOST:PORT", 1),
+    ] {
+        let output = program(env!("CARGO_BIN_EXE_regd"))
+            .args(args)
+            .env("JOURNAL_STREAM", "8:12345")
+            .output()
+            .expect("run regd");
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("<3>regd: "), "{args:?}: {stderr}");
+        assert!(last.contains(mentions), "{args:?}: {stderr}");
+        for line in stderr.lines() {
+            assert!(line.starts_with('<'), "every line has a priority: {line}");
+        }
+    }
+}
+
+#[test]
 fn threads_are_named() {
     let daemon = Daemon::start(&[]);
     let mut connection = daemon.connect();
