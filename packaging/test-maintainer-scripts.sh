@@ -17,6 +17,9 @@
 #
 #   packaging/test-maintainer-scripts.sh [DEB...]    (default: dist/regd_*.deb)
 set -euo pipefail
+# Packages named on the command line are found from the caller's directory.
+debs=()
+for deb in "$@"; do debs+=("$(realpath -m -- "$deb")"); done
 cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
@@ -87,7 +90,6 @@ all_three() {
     echo "^$1 (${alternatives[*]//./\\.})\$"
 }
 
-debs=("$@")
 [ ${#debs[@]} -gt 0 ] || debs=(dist/regd_*.deb)
 for deb in "${debs[@]}"; do
     [ -f "$deb" ] || { bad "$deb missing; run packaging/build.sh"; continue; }
