@@ -14,10 +14,6 @@ packages=(
     qemu-user-static      # runs the ARM roots' maintainer scripts while mmdebstrap builds them
     binfmt-support        # update-binfmts registers qemu-user-static with the kernel
     e2fsprogs             # mkfs.ext4 -d: the ARM systems' disks, without a loop mount
-    # packaging/build.sh links the ARM binaries against these (they are only Recommends
-    # of the cross gcc that packaging/build-deps.sh installs without Recommends).
-    libc6-dev-arm64-cross
-    libc6-dev-armhf-cross
 )
 missing=()
 for package in "${packages[@]}"; do
