@@ -47,8 +47,24 @@ impl Log for Logger {
 
 /// Installs the logger at `level`. Journal style is chosen when `JOURNAL_STREAM` is set.
 pub fn init(level: LevelFilter) {
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    if log::set_boxed_logger(Box::new(Logger { journal })).is_ok() {
+    if log::set_boxed_logger(Box::new(Logger {
+        journal: under_journal(),
+    }))
+    .is_ok()
+    {
         log::set_max_level(level);
     }
+}
+
+/// Writes the one line that says why the program stops (`regd: …`). Under systemd it
+/// carries priority err (`<3>`), so `journalctl -p err` shows it; it goes out whether
+/// or not the logger was installed, since a usage error is found before.
+pub fn fatal(line: &str) {
+    let prefix = if under_journal() { "<3>" } else { "" };
+    let _ = writeln!(std::io::stderr().lock(), "{prefix}{line}");
+}
+
+/// systemd connects stderr to the journal and says so in `JOURNAL_STREAM`.
+fn under_journal() -> bool {
+    std::env::var_os("JOURNAL_STREAM").is_some()
 }

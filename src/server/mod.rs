@@ -3,7 +3,9 @@
 //! httparse live here and nowhere else. Invariants: the accept loop survives every
 //! error; the number of connection threads never exceeds the connection limit (one
 //! more thread turns excess connections away with a 503); every thread is joined, or
-//! waited for up to the shutdown grace period, before [`Server::run`] returns.
+//! waited for up to the shutdown grace period, before [`Server::run`] returns; the
+//! listening socket is never shut down (systemd may share it, and passes it to the next
+//! regd): shutdown wakes the accept loop's poll instead.
 
 pub mod access;
 mod exchange;
@@ -21,12 +23,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 use parking_lot::Mutex;
 use socket2::{Domain, Socket, Type};
 
@@ -75,6 +80,10 @@ impl Default for Config {
         }
     }
 }
+
+/// The accept loop's poll: connections are waiting, or shutdown has begun.
+const LISTENER: Token = Token(0);
+const ACCEPT_WAKER: Token = Token(1);
 
 /// Stack of a connection thread. Measured: the deepest path (a 128-level nested body
 /// in a debug build, with logging) uses well under 64 KiB; 128 KiB leaves room and
@@ -132,7 +141,10 @@ impl std::error::Error for Error {
 /// A bound server, ready to run.
 pub struct Server {
     config: Config,
+    /// Non-blocking; the accept loop waits in `accept_poll` for it to become readable.
     listener: TcpListener,
+    /// Reports connections waiting on the listener, and the shutdown waker.
+    accept_poll: Poll,
     local_address: SocketAddr,
     shared: Arc<Shared>,
     /// The hang-up watcher's poll, until `run` hands it to its thread.
@@ -145,8 +157,8 @@ struct Shared {
     service: Service,
     hangups: hangups::Hangups,
     stopping: AtomicBool,
-    /// A clone of the listening socket, to unblock `accept` at shutdown.
-    listener: Socket,
+    /// Wakes the accept loop at shutdown.
+    accept_waker: mio::Waker,
     connections: Mutex<HashMap<u64, Connection>>,
 }
 
@@ -176,9 +188,10 @@ impl ShutdownHandle {
             return;
         }
         self.shared.service.shut_down();
-        // Wakes the accept loop: a listening socket shut down for reading makes a
-        // blocked accept() fail at once.
-        let _ = self.shared.listener.shutdown(Shutdown::Both);
+        // Never shut the listening socket down to end accept(): under socket
+        // activation systemd owns it too, and a shut-down socket fails its unit and
+        // refuses connections meant for the next regd.
+        let _ = self.shared.accept_waker.wake();
     }
 }
 
@@ -202,15 +215,26 @@ impl Server {
             address: local_address,
             source,
         };
-        // An inherited socket may be non-blocking; the accept loop blocks.
-        listener.set_nonblocking(false).map_err(bind_error)?;
-        let clone = listener.try_clone().map_err(bind_error)?;
+        // Non-blocking, as systemd's own sockets are (the flag is shared with it): the
+        // accept loop accepts until the queue is empty, then waits in its poll.
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let accept_poll = Poll::new().map_err(Error::Thread)?;
+        accept_poll
+            .registry()
+            .register(
+                &mut SourceFd(&listener.as_raw_fd()),
+                LISTENER,
+                Interest::READABLE,
+            )
+            .map_err(bind_error)?;
+        let accept_waker =
+            mio::Waker::new(accept_poll.registry(), ACCEPT_WAKER).map_err(Error::Thread)?;
         let (hangups, hangups_poll) = hangups::Hangups::new().map_err(Error::Thread)?;
         let shared = Arc::new(Shared {
             service: Service::new(config.service.clone()),
             hangups,
             stopping: AtomicBool::new(false),
-            listener: Socket::from(clone),
+            accept_waker,
             connections: Mutex::new(HashMap::new()),
         });
         // Restored before the address is announced, so the first request sees it.
@@ -220,6 +244,7 @@ impl Server {
         Ok(Server {
             config,
             listener,
+            accept_poll,
             local_address,
             shared,
             hangups_poll: Some(hangups_poll),
@@ -336,11 +361,25 @@ impl Server {
         Ok(())
     }
 
-    fn accept_loop(&self, refusals: &mpsc::SyncSender<TcpStream>) {
+    fn accept_loop(&mut self, refusals: &mpsc::SyncSender<TcpStream>) {
         let mut next_id: u64 = 0;
         let mut last_error_log: Option<Instant> = None;
+        // Readiness is edge-triggered: the loop accepts until the queue is empty
+        // (WouldBlock) before it waits again.
+        let mut events = Events::with_capacity(4);
         loop {
-            let accepted = self.listener.accept();
+            if self.shared.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let accepted = match self.listener.accept() {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    match self.accept_poll.poll(&mut events, None) {
+                        Err(error) if error.kind() != io::ErrorKind::Interrupted => Err(error),
+                        _ => continue,
+                    }
+                }
+                accepted => accepted,
+            };
             if self.shared.stopping.load(Ordering::Acquire) {
                 return;
             }
@@ -365,6 +404,12 @@ impl Server {
                     continue;
                 }
             };
+            // Linux does not pass O_NONBLOCK on to accepted sockets; other systems do,
+            // and connection threads block.
+            #[cfg(not(target_os = "linux"))]
+            if stream.set_nonblocking(false).is_err() {
+                continue;
+            }
             next_id += 1;
             if let Err(stream) = self.spawn_connection(next_id, stream, peer) {
                 self.shared.service.metrics().connection_refused();

@@ -166,6 +166,31 @@ fn under_systemd_lines_carry_priorities_and_no_timestamps() {
 }
 
 #[test]
+fn under_systemd_a_fatal_error_is_logged_at_err() {
+    // A usage error (found before the logger starts) and a failure to start (after
+    // it): either way the final line must reach the journal at err, so that
+    // `journalctl -u regd -p err` shows why regd is not running.
+    for (args, mentions, code) in [
+        (&["--bogus"][..], "--bogus", 2),
+        (&["--addr", "not-an-address"], "HOST:PORT", 1),
+    ] {
+        let output = program(env!("CARGO_BIN_EXE_regd"))
+            .args(args)
+            .env("JOURNAL_STREAM", "8:12345")
+            .output()
+            .expect("run regd");
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("<3>regd: "), "{args:?}: {stderr}");
+        assert!(last.contains(mentions), "{args:?}: {stderr}");
+        for line in stderr.lines() {
+            assert!(line.starts_with('<'), "every line has a priority: {line}");
+        }
+    }
+}
+
+#[test]
 fn threads_are_named() {
     let daemon = Daemon::start(&[]);
     let mut connection = daemon.connect();
@@ -292,21 +317,32 @@ fn a_watchdog_for_another_process_is_ignored() {
     drop(daemon);
 }
 
-#[test]
-fn serves_a_socket_passed_by_systemd() {
-    if !tool_or_skip(
+/// `systemd-socket-activate` (Debian package systemd) hands regd a listening socket
+/// the way systemd does.
+fn socket_activate_available() -> bool {
+    tool_or_skip(
         "systemd-socket-activate",
         &["--version"],
         "REGD_REQUIRE_SOCKET_ACTIVATE",
         "apt-get install systemd",
-    ) {
-        return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    )
+}
+
+/// A free loopback port, for a listener that someone else opens.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+#[test]
+fn serves_a_socket_passed_by_systemd() {
+    if !socket_activate_available() {
+        return;
+    }
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     // The activator starts regd on the first connection.
     let first = std::thread::spawn({
@@ -347,6 +383,151 @@ fn serves_a_socket_passed_by_systemd() {
     reply.assert(200, r#"{"status":"ok"}"#);
     daemon.get("/healthz").assert(200, r#"{"status":"ok"}"#);
     daemon.wait_for_log("using the listening socket passed by systemd");
+}
+
+/// A process group started by a test (a shell and the daemons it runs), killed whole
+/// on drop: killing only the shell would leave its regd behind. Its stdout arrives
+/// line by line through a channel (so every read has a deadline); its stderr is
+/// printed if the test failed.
+struct ProcessGroup {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ProcessGroup {
+    fn start(command: &mut std::process::Command) -> ProcessGroup {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        let mut child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the process group");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = BufReader::new(child.stderr.take().expect("stderr"));
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                collected.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        ProcessGroup {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next line on stdout.
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(PATIENCE)
+            .expect("a line on stdout within the patience")
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(2)); // sleep-ok: polling a deadline
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- stderr ---\n{}", self.stderr.lock().unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_socket_passed_by_systemd_outlives_each_regd() {
+    // What `systemctl restart regd` does in socket mode: systemd keeps the listening
+    // socket, and each regd it starts serves it. Stopping one regd must leave the
+    // socket intact for the next (a shut-down socket refuses connections and fails
+    // systemd's socket unit). A shell stands in for systemd: it keeps the socket the
+    // activator opened and starts regd twice, each with LISTEN_PID set to its own pid.
+    if !socket_activate_available() {
+        return;
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let twice = r#"for run in 1 2; do
+        sh -c 'echo "pid $$"; LISTEN_PID=$$ exec "$0" --addr 127.0.0.1:1' "$0" || exit $?
+    done"#;
+    let mut group = ProcessGroup::start(program("systemd-socket-activate").args([
+        "-l",
+        &listen,
+        "sh",
+        "-c",
+        twice,
+        env!("CARGO_BIN_EXE_regd"),
+    ]));
+    let address: std::net::SocketAddr = listen.parse().unwrap();
+    let pid_of = |line: String| {
+        line.strip_prefix("pid ")
+            .unwrap_or_else(|| panic!("a pid line, not {line:?}"))
+            .to_string()
+    };
+
+    // The activator starts the shell on the first connection.
+    let mut connection = None;
+    wait_until("the activator to listen", || {
+        connection = std::net::TcpStream::connect(address).ok();
+        connection.is_some()
+    });
+    let mut first_connection = Http::from_stream(connection.unwrap());
+    first_connection.send_request("PUT", "/provider", &registers(&[("lamp", "true")]));
+    let first = pid_of(group.next_line());
+    assert_eq!(group.next_line(), format!("listening on http://{listen}"));
+    first_connection.read_reply().assert(204, "");
+    drop(first_connection);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &first])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // The second regd is starting: a connection made now waits in the socket's queue
+    // and is answered by it, as when systemd restarts the service.
+    let second = pid_of(group.next_line());
+    let mut waiting = Http::connect(address);
+    waiting.send_request("GET", "/healthz", "");
+    assert_eq!(group.next_line(), format!("listening on http://{listen}"));
+    waiting.read_reply().assert(200, r#"{"status":"ok"}"#);
+    // A new process: its registers start empty.
+    Http::connect(address)
+        .request("GET", "/consumer?name=lamp", "")
+        .assert(200, r#"{"registers":{}}"#);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &second])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(group.wait_exit().success(), "both regd runs exit 0");
 }
 
 /// The settings regd reports in --help: (flag, variable, default).

@@ -1474,3 +1474,18 @@ fn help_defaults_file_and_man_page_agree() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--bogus"));
 }
+
+#[test]
+fn under_systemd_the_bridges_fatal_error_is_logged_at_err() {
+    // As for regd: `journalctl -u regd-mqtt -p err` must show why the bridge stopped.
+    let output = program(env!("CARGO_BIN_EXE_regd-mqtt"))
+        .args(["--bogus"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("<3>regd-mqtt: "), "{stderr}");
+    assert!(last.contains("--bogus"), "{stderr}");
+}

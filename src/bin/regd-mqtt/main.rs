@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("regd-mqtt: {}", regd::error_chain(&error));
+            regd::logger::fatal(&format!("regd-mqtt: {}", regd::error_chain(&error)));
             match error {
                 Error::Usage(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("regd: {}", regd::error_chain(&error));
+            regd::logger::fatal(&format!("regd: {}", regd::error_chain(&error)));
             match error {
                 Error::Usage(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
