@@ -165,7 +165,10 @@ fn browse_filters_edits_and_quits_in_a_real_terminal() {
     tmux.keys(&["/"]);
     tmux.type_text("lam");
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("1 of 2");
+    // The counter changes while the filter is typed; the filter line once Enter is read.
+    let screen = tmux.wait("the filter applied", |screen| {
+        screen.contains("1 of 2") && screen.contains("filter: lam")
+    });
     assert!(row(&screen, "hall.temp").is_none(), "{screen}");
     assert!(screen.contains("filter: lam"), "{screen}");
 
