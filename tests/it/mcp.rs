@@ -872,7 +872,7 @@ fn bad_input_gets_the_json_rpc_error_codes() {
         -32602,
         "params.arguments must be an object",
     );
-    // Under 2025-06-18 invalid arguments are protocol errors, naming the argument.
+    // Invalid arguments are invalid params, naming the argument (in every revision).
     error_code(
         &mcp.request(
             "tools/call",
@@ -906,11 +906,31 @@ fn bad_input_gets_the_json_rpc_error_codes() {
     mcp.send_line(r#"{"jsonrpc":"2.0","id":99,"result":{}}"#);
     assert_eq!(mcp.result("ping", json!({})), json!({}));
 
-    // Under 2025-11-25 invalid arguments are tool errors, so the model can correct them.
+    // Under 2025-11-25 too: the same request gets the same answer.
     let mut newer = Mcp::ready(&daemon.url(), &[]);
+    for (arguments, says) in [
+        (
+            json!({"name": 42}),
+            "arguments.name must be a string, got 42",
+        ),
+        (json!({}), "arguments.name is missing"),
+        (
+            json!({"name": "a", "nmae": "b"}),
+            "arguments.nmae is not an input",
+        ),
+    ] {
+        error_code(
+            &newer.request(
+                "tools/call",
+                json!({"name": "get_register", "arguments": arguments}),
+            ),
+            -32602,
+            says,
+        );
+    }
     mentions(
-        &newer.tool_error("get_register", json!({"name": 42})),
-        &["arguments.name must be a string, got 42"],
+        &newer.tool_error("set_register", json!({"name": "a", "value": "on"})),
+        &["is not JSON"],
     );
 }
 

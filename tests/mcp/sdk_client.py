@@ -24,6 +24,7 @@ import jsonschema
 import mcp_types as types
 from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
 
 PATIENCE = 20  # seconds any single wait may take
 REGD, REGCTL = sys.argv[1], sys.argv[2]
@@ -155,6 +156,12 @@ async def with_session(url):
             check(got["ttl"] == "1m0s" and 0 < got["expires_in_ms"] <= 60000, "get_register ttl")
             missing = await session.call_tool("get_register", {"name": "nope"})
             check(missing.is_error and "does not exist" in text_of(missing), "missing is a tool error")
+            try:
+                await session.call_tool("get_register", {"name": 7})
+                check(False, "an ill-typed argument is refused")
+            except MCPError as error:
+                check(error.code == -32602 and "arguments.name must be a string" in error.error.message,
+                      f"an ill-typed argument is -32602 naming it: {error.error.message}")
 
             listing, _ = await call(session, schemas, "list_registers", {"prefix": "hall."})
             check(listing["total"] == 1 and listing["left_out"] == 0, "list_registers by prefix")

@@ -31,10 +31,6 @@ use crate::output;
 /// then decides whether to go on.
 const VERSIONS: [&str; 2] = ["2025-11-25", "2025-06-18"];
 
-/// The revision that moved tool input validation errors from protocol errors into tool
-/// results (SEP-1303); before it, invalid arguments are `-32602`.
-const VALIDATION_IN_RESULTS: &str = "2025-11-25";
-
 /// Requests in flight at most; more are refused until one is answered.
 pub const MAX_CALLS: usize = 16;
 
@@ -349,13 +345,16 @@ impl Session {
         };
         let call = match tools::parse(&name, &arguments, self.read_only) {
             Ok(call) => call,
-            Err(Refusal::UnknownTool(message)) => {
+            // A missing or ill-typed argument is invalid params (-32602, naming it) in
+            // every revision: that is this server's contract (docs/regctl.md, Protocol
+            // details), and only well-formed but unacceptable input is a tool error.
+            // 2025-11-25 (SEP-1303) suggests tool errors for all input validation, but
+            // as guidance without a MUST; one request gets one answer whatever the
+            // revision.
+            Err(Refusal::UnknownTool(message) | Refusal::Invalid(message)) => {
                 return Answer::Now(Err(Failure::invalid_params(message)));
             }
-            Err(Refusal::Invalid(message)) if self.version != Some(VALIDATION_IN_RESULTS) => {
-                return Answer::Now(Err(Failure::invalid_params(message)));
-            }
-            Err(Refusal::Invalid(message) | Refusal::Unacceptable(message)) => {
+            Err(Refusal::Unacceptable(message)) => {
                 return Answer::Now(Ok(Outcome::error(message).to_json()));
             }
         };
@@ -617,18 +616,20 @@ mod tests {
     }
 
     #[test]
-    fn under_2025_11_25_invalid_arguments_are_tool_errors() {
-        let answers = session(&[
-            &initialize("2025-11-25"),
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_register","arguments":{"name":7}}}"#,
-            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"set_register","arguments":{"name":"a","value":"on"}}}"#,
-        ]);
-        for answer in &answers[1..] {
-            assert_eq!(answer["result"]["isError"], true, "{answer}");
+    fn invalid_arguments_are_invalid_params_in_every_revision() {
+        for version in VERSIONS {
+            let answers = session(&[
+                &initialize(version),
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_register","arguments":{"name":7}}}"#,
+                r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"set_register","arguments":{"value":1}}}"#,
+                r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"set_register","arguments":{"name":"a","value":"on"}}}"#,
+            ]);
+            error_code(&answers[1], -32602, "arguments.name must be a string");
+            error_code(&answers[2], -32602, "arguments.name is missing");
+            // Well-formed but unacceptable: a tool error, so the model reads the hint.
+            assert_eq!(answers[3]["result"]["isError"], true, "{}", answers[3]);
+            let text = answers[3]["result"]["content"][0]["text"].as_str().unwrap();
+            assert!(text.contains("is not JSON"), "{text}");
         }
-        let text = answers[1]["result"]["content"][0]["text"].as_str().unwrap();
-        assert!(text.contains("arguments.name must be a string"), "{text}");
-        let text = answers[2]["result"]["content"][0]["text"].as_str().unwrap();
-        assert!(text.contains("is not JSON"), "{text}");
     }
 }

@@ -146,9 +146,9 @@ impl Call {
 pub enum Refusal {
     /// No such tool (a protocol error, -32602).
     UnknownTool(String),
-    /// An argument is missing or of the wrong type: a protocol error under MCP
-    /// 2025-06-18, a tool error under 2025-11-25 (which moved input validation into
-    /// tool results, so the model can correct itself).
+    /// An argument is missing, of the wrong type, out of its schema's range or not an
+    /// input of the tool: invalid params (-32602, naming the argument) in every
+    /// revision.
     Invalid(String),
     /// An argument is well formed but not acceptable (a value that is not JSON, a ttl
     /// above the bound): always a tool error.
