@@ -672,6 +672,32 @@ fn delete_register_removes_and_says_whether_it_existed() {
 }
 
 #[test]
+fn delete_register_with_a_provider_token_answers_within_its_schema() {
+    // A provider token may delete but not read, so whether it existed is unknown.
+    let tokens = TokenFile::new(0o600);
+    let daemon = Daemon::start(&["--token-file", tokens.path()]);
+    let mut mcp = Mcp::start_with_env(&daemon.url(), &[], &[("REGD_TOKEN", PROVIDER)]);
+    mcp.initialize("2025-11-25");
+    mcp.structured(
+        "set_register",
+        json!({"name": "old", "value": 1, "ttl": "1m"}),
+    );
+    assert_eq!(
+        mcp.structured("delete_register", json!({"name": "old"})),
+        json!({"name": "old", "existed": null})
+    );
+    let tools = mcp.result("tools/list", json!({}))["tools"].clone();
+    let delete = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tool| tool["name"] == "delete_register")
+        .unwrap();
+    let existed = &delete["outputSchema"]["properties"]["existed"];
+    assert_eq!(existed["type"], json!(["boolean", "null"]), "{existed}");
+}
+
+#[test]
 fn resources_are_listed_read_and_templated() {
     let daemon = Daemon::start(&[]);
     let mut entries: Vec<String> = (0..105).map(|n| format!("bulk/{n:03}")).collect();
