@@ -814,6 +814,75 @@ fn a_subscription_is_notified_of_changes_made_with_regctl() {
 }
 
 #[test]
+fn a_subscription_regd_refuses_is_refused_and_the_others_stay_notified() {
+    let daemon = Daemon::start(&["--max-name", "16"]);
+    let mut mcp = Mcp::ready(&daemon.url(), &[]);
+    mcp.result("resources/subscribe", json!({"uri": "reg://good"}));
+    let long = format!("reg://{}", "n".repeat(17));
+    error_code(
+        &mcp.request("resources/subscribe", json!({"uri": long})),
+        -32602,
+        "at most 16 bytes",
+    );
+    error_code(
+        &mcp.request("resources/read", json!({"uri": long})),
+        -32602,
+        "at most 16 bytes",
+    );
+    // The refused name is not in the batched long poll, which goes on for the others.
+    wait_for_held_polls(&daemon, 1);
+    publish(&daemon, &[("good", "1", "60s")]);
+    let updated = mcp.notification("notifications/resources/updated");
+    assert_eq!(updated["params"], json!({"uri": "reg://good"}));
+    assert!(!mcp.stderr().contains("cannot follow registers"));
+}
+
+#[test]
+fn subscriptions_too_many_for_one_query_are_still_notified() {
+    // 300 names of 27 bytes do not fit in regd's 8 KiB request target.
+    let daemon = Daemon::start(&[]);
+    let mut mcp = Mcp::ready(&daemon.url(), &[]);
+    let names: Vec<String> = (0..300)
+        .map(|n| format!("sensor.room-{n:03}.temperature"))
+        .collect();
+    for name in &names {
+        mcp.result(
+            "resources/subscribe",
+            json!({"uri": format!("reg://{name}")}),
+        );
+    }
+    wait_for_held_polls(&daemon, 1);
+    publish(&daemon, &[(&names[299], "21.5", "60s")]);
+    let updated = mcp.notification("notifications/resources/updated");
+    assert_eq!(
+        updated["params"],
+        json!({"uri": "reg://sensor.room-299.temperature"})
+    );
+    // Registers nobody subscribed to are followed but never notified.
+    publish(&daemon, &[("other", "1", "60s")]);
+    mcp.result(
+        "resources/unsubscribe",
+        json!({"uri": "reg://sensor.room-299.temperature"}),
+    );
+    publish(
+        &daemon,
+        &[(&names[299], "22", "60s"), (&names[0], "1", "60s")],
+    );
+    let updated = mcp.notification("notifications/resources/updated");
+    assert_eq!(
+        updated["params"],
+        json!({"uri": "reg://sensor.room-000.temperature"})
+    );
+    mcp.never_saw("no update for registers not subscribed to", |message| {
+        message["method"] == "notifications/resources/updated"
+    });
+    mcp.never_saw("no list_changed without a listing", |message| {
+        message["method"] == "notifications/resources/list_changed"
+    });
+    assert!(!mcp.stderr().contains("cannot follow registers"));
+}
+
+#[test]
 fn list_changed_fires_when_registers_appear_or_go() {
     let daemon = Daemon::start(&[]);
     publish(&daemon, &[("first", "1", "60s")]);

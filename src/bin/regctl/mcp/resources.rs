@@ -5,9 +5,10 @@
 //! register and every name has exactly one URI (percent-encoding of everything but
 //! RFC 3986's unreserved characters); regd is followed by one `Consumer` (one batched
 //! long poll with `index=`, so no change is missed and nothing polls in a loop), started
-//! only once the client lists or subscribes; a notification is sent only for a change
-//! after the client's view (its listing, or the state at its subscription) was taken;
-//! the follower's lock is never held while talking to regd or writing.
+//! only once the client lists or subscribes, and following every register once the
+//! subscribed names would not fit in one request; a notification is sent only for a
+//! change after the client's view (its listing, or the state at its subscription) was
+//! taken; the follower's lock is never held while talking to regd or writing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -24,6 +25,14 @@ use crate::output;
 
 /// Resources per `resources/list` page.
 pub const PAGE: usize = 100;
+
+/// The subscriptions followed by name at most, and the bytes their names may take in
+/// the long poll's query string. All names go into one request, which regd refuses
+/// beyond `--max-names` (1000) or `--max-uri` (8 KiB) — and a refused poll would end
+/// every notification — so past either bound the follower follows every register and
+/// keeps only the subscribed ones.
+const MAX_NAMED: usize = 100;
+const MAX_NAMED_BYTES: usize = 4096;
 
 const SCHEME: &str = "reg://";
 
@@ -123,6 +132,24 @@ pub fn page(
     ))
 }
 
+/// How a new subscription is followed.
+enum Follow {
+    /// By its name in the long poll.
+    Name,
+    /// By the long poll switching to every register.
+    Everything,
+}
+
+/// Whether these names are too many, or too long, to follow by name in one request.
+fn too_many(names: &BTreeSet<String>) -> bool {
+    names.len() > MAX_NAMED
+        || names
+            .iter()
+            .map(|name| "&name=".len() + uri(name).len() - SCHEME.len())
+            .sum::<usize>()
+            > MAX_NAMED_BYTES
+}
+
 /// The `resources/templates/list` result: any register by name.
 pub const TEMPLATES: &str = r#"{"resourceTemplates":[{"uriTemplate":"reg://{name}","name":"register","title":"A register by name","description":"A register of this regd as JSON, {\"value\": V, \"metadata\": M}; the name is percent-encoded (RFC 3986), so kitchen/lamp is reg://kitchen%2Flamp","mimeType":"application/json"}]}"#;
 
@@ -156,8 +183,13 @@ pub struct Follower {
 struct Followed {
     /// Registers the client subscribed to.
     subscribed: BTreeSet<String>,
-    /// The client listed the resources: every register is followed, for list_changed.
-    all: bool,
+    /// The client listed the resources: it hears of list changes, and `known` holds
+    /// every register.
+    listed: bool,
+    /// The consumer follows every register (since the listing, or since the
+    /// subscriptions grew past [`MAX_NAMED`] or [`MAX_NAMED_BYTES`]); it never goes
+    /// back to names.
+    everything: bool,
     /// The followed registers as the client's view has them; absent: does not exist.
     known: BTreeMap<String, Register>,
     /// regd is unreachable (said once on stderr).
@@ -203,12 +235,12 @@ impl Follower {
 
     /// The client listed `registers`: from now on it hears when registers appear or go.
     pub fn listed(self: &Arc<Self>, registers: &BTreeMap<String, Register>) -> io::Result<()> {
-        let gone = {
+        let (gone, follow_all) = {
             let mut state = self.state.lock();
-            if state.all {
+            if state.listed {
                 return Ok(());
             }
-            state.all = true;
+            state.listed = true;
             // Until now only subscribed registers were known; those gone since their
             // subscription will not be reported by the new follow-everything poll.
             let gone: Vec<String> = state
@@ -226,70 +258,63 @@ impl Follower {
                     .entry(name.clone())
                     .or_insert_with(|| register.clone());
             }
-            gone
+            (gone, !std::mem::replace(&mut state.everything, true))
         };
         for name in gone {
             self.updated(&name);
         }
-        self.consumer()?.subscribe_all();
+        if follow_all {
+            self.consumer()?.subscribe_all();
+        }
         Ok(())
     }
 
-    /// The client subscribed to `name`: it hears of every change after this call.
-    /// `client` reads the state the subscription starts from: the caller's own, so that
-    /// cancelling the caller cuts the read short.
-    pub fn subscribe(self: &Arc<Self>, client: &Client, name: &str) -> io::Result<()> {
-        let all = {
-            let state = self.state.lock();
-            if state.subscribed.contains(name) {
+    /// The client subscribed to `name`, which was `current` just before (`None`: it
+    /// does not exist, or regd could not be asked — the first state the consumer
+    /// delivers is then notified; an early notification is harmless where a missed one
+    /// is not): it hears of every change after that.
+    pub fn subscribe(self: &Arc<Self>, name: &str, current: Option<Register>) -> io::Result<()> {
+        let follow = {
+            let mut state = self.state.lock();
+            if !state.subscribed.insert(name.to_string()) {
                 return Ok(());
             }
-            state.all
-        };
-        // The state the client's view starts from. A read that fails counts as "does
-        // not exist": the first state the consumer delivers is then notified, and an
-        // early notification is harmless where a missed one is not.
-        let current = if all {
-            None
-        } else {
-            Some(
-                client
-                    .get(&[name])
-                    .ok()
-                    .and_then(|mut registers| registers.remove(name)),
-            )
-        };
-        {
-            let mut state = self.state.lock();
-            state.subscribed.insert(name.to_string());
-            if !state.all {
-                match current {
-                    Some(Some(register)) => {
-                        state.known.insert(name.to_string(), register);
-                    }
-                    _ => {
-                        state.known.remove(name);
-                    }
-                }
+            if state.listed {
+                // `known` follows every register already; nothing to start.
+                return Ok(());
             }
-        }
-        if !all {
-            self.consumer()?.subscribe([name]);
+            match current {
+                Some(register) => state.known.insert(name.to_string(), register),
+                None => state.known.remove(name),
+            };
+            if !state.everything && too_many(&state.subscribed) {
+                state.everything = true;
+                Follow::Everything
+            } else {
+                Follow::Name
+            }
+        };
+        let consumer = self.consumer()?;
+        match follow {
+            Follow::Everything => consumer.subscribe_all(),
+            // Following everything already, this makes the consumer deliver the name's
+            // state again, so a change since `current` was read is not lost.
+            Follow::Name => consumer.subscribe([name]),
         }
         Ok(())
     }
 
     /// The client no longer wants to hear about `name`.
     pub fn unsubscribe(&self, name: &str) {
-        let all = {
+        let by_name = {
             let mut state = self.state.lock();
             state.subscribed.remove(name);
-            if !state.all {
+            if !state.listed {
                 state.known.remove(name);
             }
-            state.all
+            !state.everything
         };
-        if !all {
+        if by_name {
             let consumer = self
                 .running
                 .lock()
@@ -357,21 +382,23 @@ impl Follower {
         for update in burst {
             match update {
                 Update::Changed { name, register } => {
-                    if !state.all && !state.subscribed.contains(&name) {
-                        continue; // a late update for an unsubscribed register
+                    if !state.listed && !state.subscribed.contains(&name) {
+                        // A late update for an unsubscribed register, or one that is
+                        // followed only because every register is.
+                        continue;
                     }
                     let before = state.known.insert(name.clone(), register.clone());
                     if before.as_ref() == Some(&register) {
                         continue;
                     }
-                    list_changed |= state.all && before.is_none();
+                    list_changed |= state.listed && before.is_none();
                     if state.subscribed.contains(&name) {
                         updated.insert(name);
                     }
                 }
                 Update::Removed { name } => {
                     if state.known.remove(&name).is_some() {
-                        list_changed |= state.all;
+                        list_changed |= state.listed;
                         if state.subscribed.contains(&name) {
                             updated.insert(name);
                         }

@@ -254,7 +254,7 @@ impl Session {
                     id,
                     false,
                     Box::new(move |client, _| {
-                        let mut registers = client.get(&[&name]).map_err(regd_failure)?;
+                        let mut registers = client.get(&[&name]).map_err(uri_failure)?;
                         match registers.remove(&name) {
                             Some(register) => Ok(resources::contents(&name, &register)),
                             None => Err(not_found(&name)),
@@ -268,9 +268,19 @@ impl Session {
                     id,
                     false,
                     Box::new(move |client, shared| {
+                        // The state the subscription starts from, read on this call's
+                        // own connection, so that cancelling cuts it short. regd down
+                        // counts as "does not exist" (followed once regd is back); a
+                        // name regd refuses is refused here, as it would make regd
+                        // refuse the one long poll every subscription shares.
+                        let current = match client.get(&[&name]) {
+                            Ok(mut registers) => registers.remove(&name),
+                            Err(error) if error.is_connect() => None,
+                            Err(error) => return Err(uri_failure(error)),
+                        };
                         shared
                             .follower
-                            .subscribe(client, &name)
+                            .subscribe(&name, current)
                             .map_err(thread_failure)?;
                         Ok("{}".to_string())
                     }),
@@ -482,6 +492,18 @@ fn not_found(name: &str) -> Failure {
 
 fn regd_failure(error: regd::client::Error) -> Failure {
     Failure::new(jsonrpc::INTERNAL_ERROR, calls::regd_error(&error))
+}
+
+/// regd refused a request for the register a resource URI names: a name over its
+/// limits is the client's invalid params; anything else is the server's failure.
+fn uri_failure(error: regd::client::Error) -> Failure {
+    match error.status() {
+        Some(400 | 414) => Failure::invalid_params(format!(
+            "params.uri names no register regd accepts: {}",
+            calls::regd_error(&error)
+        )),
+        _ => regd_failure(error),
+    }
 }
 
 fn thread_failure(error: io::Error) -> Failure {
