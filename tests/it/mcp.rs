@@ -82,6 +82,26 @@ impl Mcp {
         id
     }
 
+    /// Sends requests in one write, without waiting for any answer (as a client that
+    /// pipelines does); their ids.
+    fn send_all(&mut self, requests: &[(&str, Value)]) -> Vec<u64> {
+        let mut lines = Vec::new();
+        let ids = requests
+            .iter()
+            .map(|(method, params)| {
+                let id = self.next_id;
+                self.next_id += 1;
+                lines.push(
+                    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+                        .to_string(),
+                );
+                id
+            })
+            .collect();
+        self.send_line(&lines.join("\n"));
+        ids
+    }
+
     /// The next message within `left`; every line on stdout must be a JSON-RPC message.
     #[track_caller]
     fn receive(&self, left: Duration, what: &str) -> Value {
@@ -1163,6 +1183,80 @@ fn a_cancelled_call_gets_no_answer_and_its_long_poll_ends() {
     mcp.never_saw("no answer to the cancelled call", |message| {
         message["id"] == id
     });
+}
+
+#[test]
+fn requests_sent_back_to_back_take_effect_in_the_order_sent() {
+    let daemon = Daemon::start(&[]);
+    let mut mcp = Mcp::ready(&daemon.url(), &[]);
+    let tool = |name: &str, arguments: Value| {
+        ("tools/call", json!({"name": name, "arguments": arguments}))
+    };
+    for round in 0..10 {
+        let ids = mcp.send_all(&[
+            tool(
+                "set_register",
+                json!({"name": "a", "value": round, "ttl": "1m"}),
+            ),
+            tool("get_register", json!({"name": "a"})),
+            tool("delete_register", json!({"name": "a"})),
+            tool("get_register", json!({"name": "a"})),
+            ("resources/read", json!({"uri": "reg://a"})),
+            tool(
+                "set_register",
+                json!({"name": "a", "value": "\"last\"", "ttl": "1m"}),
+            ),
+            tool("list_registers", json!({})),
+        ]);
+        let answers: Vec<Value> = ids.iter().map(|id| mcp.answer(*id)).collect();
+        let structured = |at: usize| answers[at]["result"]["structuredContent"].clone();
+        assert_eq!(structured(1)["value"], round, "{}", answers[1]);
+        assert_eq!(structured(2)["existed"], true, "{}", answers[2]);
+        assert_eq!(answers[3]["result"]["isError"], true, "{}", answers[3]);
+        error_code(&answers[4], -32002, "does not exist");
+        assert_eq!(
+            structured(6)["registers"][0]["value"],
+            "last",
+            "{}",
+            answers[6]
+        );
+    }
+    // A subscription takes effect before what follows it...
+    let ids = mcp.send_all(&[
+        ("resources/subscribe", json!({"uri": "reg://b"})),
+        tool(
+            "set_register",
+            json!({"name": "b", "value": 1, "ttl": "1m"}),
+        ),
+        ("resources/subscribe", json!({"uri": "reg://c"})),
+        ("resources/unsubscribe", json!({"uri": "reg://c"})),
+    ]);
+    for id in ids {
+        assert!(mcp.answer(id).get("error").is_none());
+    }
+    let updated = mcp.notification("notifications/resources/updated");
+    assert_eq!(updated["params"], json!({"uri": "reg://b"}));
+    // ...and so does an unsubscription: c, changed before b, is not heard.
+    publish(&daemon, &[("c", "1", "60s")]);
+    publish(&daemon, &[("b", "2", "60s")]);
+    let updated = mcp.notification("notifications/resources/updated");
+    assert_eq!(updated["params"], json!({"uri": "reg://b"}));
+    mcp.never_saw("no update for the unsubscribed register", |message| {
+        message["params"]["uri"] == "reg://c"
+    });
+    // A wait_for_change starts before what follows it, so it sees that change.
+    let ids = mcp.send_all(&[
+        tool("wait_for_change", json!({"names": ["d"], "wait": "20s"})),
+        tool(
+            "set_register",
+            json!({"name": "d", "value": 1, "ttl": "1m"}),
+        ),
+    ]);
+    let woken = mcp.answer(ids[0]);
+    assert_eq!(
+        woken["result"]["structuredContent"]["changed"][0]["name"], "d",
+        "{woken}"
+    );
 }
 
 #[test]

@@ -4,11 +4,13 @@
 //! as regd holds them (numbers and key order untouched); a failure is a tool error
 //! (`isError`) whose text says what to do, never a protocol error; `wait_for_change`
 //! never misses a change, because the index it hands back is always one whose later
-//! changes it has not reported yet.
+//! changes it has not reported yet; a call that waits passes its [`Turn`] once what it
+//! waits from is fixed, and the others when they end.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use regd::client::{self, Client, Json, Register, RequestOutcome, duration};
 
@@ -56,17 +58,45 @@ impl Outcome {
     }
 }
 
-/// Runs a call.
-pub fn run(call: Call, client: &Client, seen: &Seen) -> Outcome {
+/// A request's place in the order the client sent them: the requests after it start
+/// only once it is passed (or dropped, when the request ends), so that requests sent
+/// back to back take effect in that order.
+pub struct Turn(Option<Sender<()>>);
+
+impl Turn {
+    /// Holds `baton` until passed: the next request waits for it to disconnect.
+    pub fn new(baton: Sender<()>) -> Turn {
+        Turn(Some(baton))
+    }
+
+    /// Lets the next request start, while this one goes on waiting.
+    pub fn pass(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Runs a call. One that waits passes its turn once what it waits from is fixed, so
+/// that later requests neither wait for it nor slip in before it.
+pub fn run(call: Call, client: &Client, seen: &Seen, turn: &mut Turn) -> Outcome {
     let result = match call {
         Call::Get { name } => get(client, &name),
         Call::List { prefix, limit } => list(client, seen, &prefix, limit),
-        Call::Wait { names, wait, index } => wait_for_change(client, seen, &names, wait, index),
+        Call::Wait { names, wait, index } => {
+            wait_for_change(client, seen, &names, wait, index, turn)
+        }
         Call::Request {
             name,
             value,
             timeout,
-        } => request_change(client, &name, &value, timeout),
+        } => {
+            if !timeout.is_zero() {
+                // Passed before the request is sent (Client::request_and_wait reads
+                // and sends in one call): a request sent right behind this one may
+                // reach regd first.
+                turn.pass();
+            }
+            request_change(client, &name, &value, timeout)
+        }
         Call::Set {
             name,
             value,
@@ -231,6 +261,7 @@ fn wait_for_change(
     names: &[String],
     wait: Duration,
     index: Option<u64>,
+    turn: &mut Turn,
 ) -> Result<Outcome, client::Error> {
     let deadline = Instant::now() + wait;
     // `before`: the registers that existed at `index`, when known, to tell removals.
@@ -244,6 +275,8 @@ fn wait_for_change(
             )
         }
     };
+    // From `index` on, every change is reported, whenever the next request runs.
+    turn.pass();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let hold = (left >= Duration::from_millis(1)).then_some(left);

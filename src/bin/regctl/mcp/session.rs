@@ -3,9 +3,13 @@
 //! flight. The main thread only reads stdin and dispatches, so it always answers `ping`
 //! and `notifications/cancelled` at once; every request that talks to regd runs on a
 //! thread of its own (`regctl-mcp-call`) with a connection of its own, which cancelling
-//! shuts down. Invariants: each request gets exactly one answer, or none once
-//! cancelled; at the end of stdin, calls that wait are cut short at once and the others
-//! get [`GRACE`] to finish, then every thread is joined before `serve` returns.
+//! shuts down. Invariants: requests take effect in the order they arrived — each starts
+//! once the one before it has ended or, if that one waits (`wait_for_change`,
+//! `request_change`), has begun to wait — so a client that sends requests back to back
+//! gets the answers it would get one at a time; each request gets exactly one answer,
+//! or none once cancelled; at the end of stdin, calls that wait are cut short at once
+//! and the others get [`GRACE`] to finish, then every thread is joined before `serve`
+//! returns.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -18,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use regd::client::Client;
 use serde_json::value::RawValue;
 
-use super::calls::{self, Outcome, Seen};
+use super::calls::{self, Outcome, Seen, Turn};
 use super::jsonrpc::{self, Failure, Id, Incoming};
 use super::params::Members;
 use super::resources::{self, Follower};
@@ -106,11 +110,13 @@ struct Session {
     shared: Arc<Shared>,
     calls: BTreeMap<Id, InFlight>,
     finished: (Sender<Id>, Receiver<Id>),
+    /// Disconnects when the latest request passes its turn; the next one waits for it.
+    last_turn: Option<Receiver<()>>,
 }
 
 /// The work of a call thread: its answer, from its own client. Boxed, so one thread
 /// body serves every method.
-type Job = Box<dyn FnOnce(&Client, &Shared) -> Result<String, Failure> + Send>;
+type Job = Box<dyn FnOnce(&Client, &Shared, &mut Turn) -> Result<String, Failure> + Send>;
 
 /// What a method gives: an answer now, or an answer later from a call thread.
 enum Answer {
@@ -132,6 +138,7 @@ impl Session {
             }),
             calls: BTreeMap::new(),
             finished: crossbeam_channel::unbounded(),
+            last_turn: None,
         }
     }
 
@@ -241,7 +248,7 @@ impl Session {
                 self.spawn(
                     id,
                     false,
-                    Box::new(move |client, shared| {
+                    Box::new(move |client, shared, _| {
                         let registers = client.list().map_err(regd_failure)?;
                         shared.follower.listed(&registers).map_err(thread_failure)?;
                         resources::page(&registers, cursor.as_deref())
@@ -253,7 +260,7 @@ impl Session {
                 Ok(name) => self.spawn(
                     id,
                     false,
-                    Box::new(move |client, _| {
+                    Box::new(move |client, _, _| {
                         let mut registers = client.get(&[&name]).map_err(uri_failure)?;
                         match registers.remove(&name) {
                             Some(register) => Ok(resources::contents(&name, &register)),
@@ -267,7 +274,7 @@ impl Session {
                 Ok(name) => self.spawn(
                     id,
                     false,
-                    Box::new(move |client, shared| {
+                    Box::new(move |client, shared, _| {
                         // The state the subscription starts from, read on this call's
                         // own connection, so that cancelling cuts it short. regd down
                         // counts as "does not exist" (followed once regd is back); a
@@ -286,11 +293,19 @@ impl Session {
                     }),
                 ),
             },
-            // "resources/unsubscribe", the last of METHODS
-            _ => Answer::Now(resource_name(&params).map(|name| {
-                self.shared.follower.unsubscribe(&name);
-                "{}".to_string()
-            })),
+            // "resources/unsubscribe", the last of METHODS; in turn, like the
+            // subscription it ends.
+            _ => match resource_name(&params) {
+                Err(failure) => Answer::Now(Err(failure)),
+                Ok(name) => self.spawn(
+                    id,
+                    false,
+                    Box::new(move |_, shared, _| {
+                        shared.follower.unsubscribe(&name);
+                        Ok("{}".to_string())
+                    }),
+                ),
+            },
         }
     }
 
@@ -372,12 +387,15 @@ impl Session {
         self.spawn(
             id,
             waits,
-            Box::new(move |client, shared| Ok(calls::run(call, client, &shared.seen).to_json())),
+            Box::new(move |client, shared, turn| {
+                Ok(calls::run(call, client, &shared.seen, turn).to_json())
+            }),
         )
     }
 
-    /// Runs `job` on a thread of its own, with a connection of its own; its answer is
-    /// sent unless the request was cancelled meanwhile.
+    /// Runs `job` on a thread of its own, with a connection of its own, once the
+    /// request before it has passed its turn; its answer is sent unless the request was
+    /// cancelled meanwhile.
     fn spawn(&mut self, id: &Id, waits: bool, job: Job) -> Answer {
         if self.calls.len() >= MAX_CALLS {
             return Answer::Now(Err(Failure::new(
@@ -389,6 +407,8 @@ impl Session {
         }
         let client = self.client.with_own_connection();
         let cancelled = Arc::new(AtomicBool::new(false));
+        let (baton, next_turn) = crossbeam_channel::bounded::<()>(0);
+        let previous_turn = self.last_turn.replace(next_turn);
         let thread = {
             let (client, cancelled, id) = (client.clone(), cancelled.clone(), id.clone());
             let (shared, output, finished) = (
@@ -399,13 +419,24 @@ impl Session {
             thread::Builder::new()
                 .name("regctl-mcp-call".to_string())
                 .spawn(move || {
-                    let answer = job(&client, &shared);
-                    if !cancelled.load(Ordering::SeqCst) {
-                        output.send(match answer {
-                            Ok(result) => jsonrpc::result(&id, &result),
-                            Err(failure) => jsonrpc::error(&id, &failure),
-                        });
+                    let mut turn = Turn::new(baton);
+                    if let Some(previous) = previous_turn {
+                        // Nothing is ever sent: this returns when the previous request
+                        // passes its turn.
+                        let _ = previous.recv();
                     }
+                    if !cancelled.load(Ordering::SeqCst) {
+                        let answer = job(&client, &shared, &mut turn);
+                        if !cancelled.load(Ordering::SeqCst) {
+                            output.send(match answer {
+                                Ok(result) => jsonrpc::result(&id, &result),
+                                Err(failure) => jsonrpc::error(&id, &failure),
+                            });
+                        }
+                    }
+                    // Passed after the answer is queued, so answers of requests that do
+                    // not wait come in the order of the requests.
+                    drop(turn);
                     let _ = finished.send(id);
                 })
         };
@@ -462,8 +493,13 @@ impl Session {
                 Err(_) => break,
             }
         }
-        for (_, call) in std::mem::take(&mut self.calls) {
+        // Every call is cut short before any is joined: a call may be waiting for the
+        // turn of another.
+        let calls = std::mem::take(&mut self.calls);
+        for call in calls.values() {
             call.cancel();
+        }
+        for (_, call) in calls {
             let _ = call.thread.join();
         }
         self.shared.follower.stop();
