@@ -1278,7 +1278,7 @@ fn at_most_sixteen_calls_run_at_once() {
             json!({"name": "wait_for_change", "arguments": {"wait": "50s"}}),
         ),
         -32603,
-        "16 requests are in flight",
+        "16 requests that wait are in flight",
     );
     // Answers free their places.
     publish(&daemon, &[("wake", "1", "60s")]);
@@ -1290,6 +1290,36 @@ fn at_most_sixteen_calls_run_at_once() {
         mcp.structured("get_register", json!({"name": "wake"}))["value"],
         1
     );
+}
+
+#[test]
+fn more_quick_requests_than_run_at_once_are_all_answered() {
+    let daemon = Daemon::start(&[]);
+    publish(&daemon, &[("a", "1", "60s")]);
+    let mut mcp = Mcp::ready(&daemon.url(), &[]);
+    // A long wait in flight holds one place; it does not hold the others up.
+    let waiting = mcp.send(
+        "tools/call",
+        json!({"name": "wait_for_change", "arguments": {"names": ["z"], "wait": "50s"}}),
+    );
+    let requests: Vec<(&str, Value)> = (0..40)
+        .map(|_| {
+            (
+                "tools/call",
+                json!({"name": "get_register", "arguments": {"name": "a"}}),
+            )
+        })
+        .collect();
+    for id in mcp.send_all(&requests) {
+        let answer = mcp.answer(id);
+        assert_eq!(
+            answer["result"]["structuredContent"]["value"], 1,
+            "{answer}"
+        );
+    }
+    publish(&daemon, &[("z", "1", "60s")]);
+    let woken = mcp.answer(waiting);
+    assert_eq!(woken["result"]["structuredContent"]["timed_out"], false);
 }
 
 #[test]

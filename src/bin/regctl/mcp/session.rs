@@ -35,7 +35,8 @@ use crate::output;
 /// then decides whether to go on.
 const VERSIONS: [&str; 2] = ["2025-11-25", "2025-06-18"];
 
-/// Requests in flight at most; more are refused until one is answered.
+/// Requests in flight at most. Beyond it, the next message is read once a request that
+/// does not wait ends; when all of them wait, more are refused until one is answered.
 pub const MAX_CALLS: usize = 16;
 
 /// At the end of stdin, how long calls that do not wait may take to finish.
@@ -397,11 +398,23 @@ impl Session {
     /// request before it has passed its turn; its answer is sent unless the request was
     /// cancelled meanwhile.
     fn spawn(&mut self, id: &Id, waits: bool, job: Job) -> Answer {
+        // Past the bound, a call that does not wait is waited for: it ends soon, and the
+        // client's next messages wait in the pipe meanwhile, so a client that pipelines
+        // many requests gets every answer. Only calls that wait are refused.
+        while self.calls.len() >= MAX_CALLS && self.calls.values().any(|call| !call.waits) {
+            // The session holds a sender, so this only returns a finished call.
+            let Ok(done) = self.finished.1.recv() else {
+                break;
+            };
+            if let Some(call) = self.calls.remove(&done) {
+                let _ = call.thread.join();
+            }
+        }
         if self.calls.len() >= MAX_CALLS {
             return Answer::Now(Err(Failure::new(
                 jsonrpc::INTERNAL_ERROR,
                 format!(
-                    "{MAX_CALLS} requests are in flight, the most this server runs at once; wait for an answer (or cancel a request) first"
+                    "{MAX_CALLS} requests that wait are in flight, the most this server runs at once; wait for an answer (or cancel a request) first"
                 ),
             )));
         }
