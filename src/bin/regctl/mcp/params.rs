@@ -24,8 +24,12 @@ impl Members {
         let members = match raw {
             None => BTreeMap::new(),
             Some(raw) if raw.get() == "null" => BTreeMap::new(),
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|_| Invalid(format!("{path} must be an object, got {}", shown(raw))))?,
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
+                Invalid(format!(
+                    "{path} must be an object, got {}",
+                    shown(raw.get())
+                ))
+            })?,
         };
         Ok(Members { path, members })
     }
@@ -65,7 +69,7 @@ impl Members {
             _ => Err(Invalid(format!(
                 "{}.{key} must be a whole number from {min} to {max}, got {}",
                 self.path,
-                shown(raw)
+                shown(raw.get())
             ))),
         }
     }
@@ -106,17 +110,17 @@ impl Members {
                 Invalid(format!(
                     "{}.{key} must be {kind}, got {}",
                     self.path,
-                    shown(raw)
+                    shown(raw.get())
                 ))
             }),
         }
     }
 }
 
-/// Raw JSON for a message, shortened.
-fn shown(raw: &RawValue) -> String {
+/// JSON text for a message, shortened: a refusal must not flood the model's context
+/// with the value it refuses.
+pub fn shown(text: &str) -> String {
     const LONGEST: usize = 60;
-    let text = raw.get();
     match text.char_indices().nth(LONGEST) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
@@ -168,7 +172,7 @@ mod tests {
             Some(Invalid("params must be an object, got [1]".to_string()))
         );
         assert_eq!(
-            shown(&RawValue::from_string(format!("\"{}\"", "é".repeat(100))).unwrap()),
+            shown(&format!("\"{}\"", "é".repeat(100))),
             format!("\"{}…", "é".repeat(59))
         );
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use regd::client::{Json, duration};
 use serde_json::value::RawValue;
 
-use super::params::{Invalid, Members};
+use super::params::{Invalid, Members, shown};
 use crate::output;
 
 /// The longest ttl `set_register` publishes with: nothing refreshes a register it
@@ -258,6 +258,11 @@ fn duration_argument(arguments: &Members, key: &str) -> Result<Option<Duration>,
     };
     match duration::parse(&text) {
         Ok(duration) => Ok(Some(duration.unwrap_or(Duration::ZERO))),
+        // The parser's message quotes the text whole; a long one is quoted shortened.
+        Err(_) if text.len() > 60 => Err(Refusal::Unacceptable(format!(
+            "arguments.{key}: {} is not a duration; write it as Go does, such as \"500ms\", \"5s\" or \"1m30s\"",
+            shown(&output::string(&text))
+        ))),
         Err(error) => Err(Refusal::Unacceptable(format!("arguments.{key}: {error}"))),
     }
 }
@@ -291,7 +296,8 @@ fn metadata_argument(arguments: &Members) -> Result<Option<Json>, Refusal> {
     }
     if !metadata.is_object() {
         return Err(Refusal::Unacceptable(format!(
-            "arguments.metadata must be a JSON object such as {{\"unit\": \"°C\"}}, got {metadata}"
+            "arguments.metadata must be a JSON object such as {{\"unit\": \"°C\"}}, got {}",
+            shown(metadata.as_str())
         )));
     }
     Ok(Some(metadata))
@@ -300,9 +306,8 @@ fn metadata_argument(arguments: &Members) -> Result<Option<Json>, Refusal> {
 /// JSON given as itself, or as JSON text inside a string.
 fn json_argument(raw: &RawValue) -> Result<Json, String> {
     match serde_json::from_str::<String>(raw.get()) {
-        Ok(text) => {
-            Json::parse(&text).map_err(|error| format!("{} is not JSON ({error})", raw.get()))
-        }
+        Ok(text) => Json::parse(&text)
+            .map_err(|error| format!("{} is not JSON ({error})", shown(raw.get()))),
         Err(_) => Json::parse(raw.get()).map_err(|error| format!("is not acceptable: {error}")),
     }
 }
@@ -545,6 +550,36 @@ mod tests {
             Refusal::Unacceptable,
             "must be a JSON object",
         );
+    }
+
+    #[test]
+    fn refusals_quote_a_long_value_shortened() {
+        let long = "[".repeat(10_000);
+        for (tool, arguments) in [
+            (
+                "set_register",
+                format!(r#"{{"name":"a","value":"{long}"}}"#),
+            ),
+            (
+                "set_register",
+                format!(
+                    r#"{{"name":"a","value":1,"metadata":[{}1]}}"#,
+                    "1,".repeat(10_000)
+                ),
+            ),
+            (
+                "wait_for_change",
+                format!(r#"{{"wait":"{}"}}"#, "5".repeat(10_000)),
+            ),
+        ] {
+            match parsed(tool, &arguments) {
+                Err(Refusal::Unacceptable(message)) => {
+                    assert!(message.len() < 400, "{} bytes: {message}", message.len());
+                    assert!(message.contains('…'), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
