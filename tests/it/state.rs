@@ -632,6 +632,10 @@ fn the_state_directory_follows_its_precedence() {
     ];
     run(&["--state-dir", &flag_dir], &all);
     assert!(flag.file("state.json").exists() && variable.names().is_empty());
+    // `--state-dir=DIR`, the form every other flag takes too (REGD_OPTS=--state-dir=…).
+    let _ = std::fs::remove_dir_all(flag.path());
+    run(&[&format!("--state-dir={flag_dir}")], &all);
+    assert!(flag.file("state.json").exists() && variable.names().is_empty());
     run(&[], &all);
     assert!(variable.file("state.json").exists() && systemd.names().is_empty());
     run(&[], &all[1..]);
@@ -639,6 +643,7 @@ fn the_state_directory_follows_its_precedence() {
     for (args, env) in [
         (&["--no-state"][..], &all[..]),
         (&["--state-dir", ""][..], &all[..]),
+        (&["--state-dir="][..], &all[..]),
         (&[][..], &[("REGD_STATE_DIR", ""), all[1]][..]),
     ] {
         for dir in [&flag, &variable, &systemd] {
