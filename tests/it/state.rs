@@ -693,6 +693,41 @@ fn block_writes_of(state: &StateDir, name: &str) -> PathBuf {
 }
 
 #[test]
+fn starts_that_cannot_record_themselves_never_share_revisions() {
+    // A read-only state directory, restart after restart: every run restores the same
+    // clean files and can record nothing. An index one run gave out must not be judged
+    // by the next one's different history.
+    let state = StateDir::new();
+    first_run(&state, r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#);
+    block_writes_of(&state, "state.json");
+    block_writes_of(&state, "run.json");
+
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("cannot write");
+    let first_of_one = daemon.get("/consumer").index();
+    daemon.request("DELETE", "/provider?name=x", "");
+    let seen = daemon.get("/consumer");
+    seen.assert(200, r#"{"registers":{}}"#);
+    stop(daemon);
+
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("cannot write");
+    let first_of_next = daemon.get("/consumer").index();
+    assert_ne!(
+        first_of_next, first_of_one,
+        "the same numbers for two histories"
+    );
+    // The next run has x again (the files are what they were) and goes on issuing.
+    publish(&daemon, &registers(&[("y", "1")]));
+    publish(&daemon, &registers(&[("y", "2")]));
+    answered_at_once(
+        &daemon,
+        &format!("/consumer?name=x&wait=10m&index={}", seen.index()),
+    )
+    .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+}
+
+#[test]
 fn a_crash_of_a_run_that_saved_but_could_not_record_itself_hides_no_change() {
     // The run file cannot be written, the state file can: the run saves, changes more,
     // and is killed. The next start must not take the old clean record for its own.
