@@ -152,9 +152,16 @@ impl<W> Registry<W> {
         let first = match last_run {
             _ if clean => saved.revision,
             Some(LastRun::Running { reserved }) => reserved.max(saved.revision + 1),
-            // Stopped at another revision than the state's: the files do not belong
-            // together (a copied backup?); go on above both.
-            Some(LastRun::Stopped { revision }) => revision.max(saved.revision) + 1,
+            // A state saved after the last recorded stop: the run that saved it could
+            // not record its own run (its run file was unwritable), so it may have issued
+            // revisions above its save, with no reservation to say how far. As with no
+            // record at all, assume it reserved, and renewed once.
+            Some(LastRun::Stopped { revision }) if saved.revision > revision => {
+                saved.revision.saturating_add(2 * REVISION_RESERVATION)
+            }
+            // Stopped after the state's revision: the files do not belong together (a
+            // copied backup?); go on above both.
+            Some(LastRun::Stopped { revision }) => revision + 1,
             // No record of the last run: assume it reserved, and renewed once.
             None => saved.revision.saturating_add(2 * REVISION_RESERVATION),
         };

@@ -158,8 +158,12 @@ impl Saver {
             Ok(()) => Some(reservation),
             Err(error) => {
                 // Unrecorded, this run's revisions must lie above anything a later run
-                // could issue from the files as they are.
-                service.with_state(|state, _| state.skip_revisions(REVISION_RESERVATION));
+                // could issue from the files as they are, and apart from those of the
+                // next unrecorded run from the same files (a read-only directory,
+                // restart after restart): by a reservation and an unpredictable part of
+                // another, as a fresh start is.
+                let skip = REVISION_RESERVATION + settings.first_revision % REVISION_RESERVATION;
+                service.with_state(|state, _| state.skip_revisions(skip));
                 log::warn!(
                     "cannot write {}: {error}; saves will be retried, older indexes answer at once",
                     directory.join(RUN_FILE).display()

@@ -632,6 +632,10 @@ fn the_state_directory_follows_its_precedence() {
     ];
     run(&["--state-dir", &flag_dir], &all);
     assert!(flag.file("state.json").exists() && variable.names().is_empty());
+    // `--state-dir=DIR`, the form every other flag takes too (REGD_OPTS=--state-dir=…).
+    let _ = std::fs::remove_dir_all(flag.path());
+    run(&[&format!("--state-dir={flag_dir}")], &all);
+    assert!(flag.file("state.json").exists() && variable.names().is_empty());
     run(&[], &all);
     assert!(variable.file("state.json").exists() && systemd.names().is_empty());
     run(&[], &all[1..]);
@@ -639,6 +643,7 @@ fn the_state_directory_follows_its_precedence() {
     for (args, env) in [
         (&["--no-state"][..], &all[..]),
         (&["--state-dir", ""][..], &all[..]),
+        (&["--state-dir="][..], &all[..]),
         (&[][..], &[("REGD_STATE_DIR", ""), all[1]][..]),
     ] {
         for dir in [&flag, &variable, &systemd] {
@@ -666,4 +671,96 @@ fn a_bad_save_interval_is_a_usage_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--save-interval"), "{stderr}");
     }
+}
+
+/// Answers `GET target`, which must come at once: within the tests' patience, though
+/// its `wait` is far longer.
+fn answered_at_once(daemon: &Daemon, target: &str) -> Reply {
+    let poll = spawn_request(daemon.address, "GET", target, "");
+    wait_until(&format!("an answer at once to {target}"), || {
+        poll.is_finished()
+    });
+    poll.join().unwrap()
+}
+
+/// Blocks writes of `name` in the state directory: its temporary file's name is taken
+/// by a directory that is not empty (root ignores permissions; this stops it too).
+fn block_writes_of(state: &StateDir, name: &str) -> PathBuf {
+    let blocker = state.file(&format!("{name}.tmp"));
+    std::fs::create_dir_all(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), "").unwrap();
+    blocker
+}
+
+#[test]
+fn starts_that_cannot_record_themselves_never_share_revisions() {
+    // A read-only state directory, restart after restart: every run restores the same
+    // clean files and can record nothing. An index one run gave out must not be judged
+    // by the next one's different history.
+    let state = StateDir::new();
+    first_run(&state, r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#);
+    block_writes_of(&state, "state.json");
+    block_writes_of(&state, "run.json");
+
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("cannot write");
+    let first_of_one = daemon.get("/consumer").index();
+    daemon.request("DELETE", "/provider?name=x", "");
+    let seen = daemon.get("/consumer");
+    seen.assert(200, r#"{"registers":{}}"#);
+    stop(daemon);
+
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("cannot write");
+    let first_of_next = daemon.get("/consumer").index();
+    assert_ne!(
+        first_of_next, first_of_one,
+        "the same numbers for two histories"
+    );
+    // The next run has x again (the files are what they were) and goes on issuing.
+    publish(&daemon, &registers(&[("y", "1")]));
+    publish(&daemon, &registers(&[("y", "2")]));
+    answered_at_once(
+        &daemon,
+        &format!("/consumer?name=x&wait=10m&index={}", seen.index()),
+    )
+    .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+}
+
+#[test]
+fn a_crash_of_a_run_that_saved_but_could_not_record_itself_hides_no_change() {
+    // The run file cannot be written, the state file can: the run saves, changes more,
+    // and is killed. The next start must not take the old clean record for its own.
+    let state = StateDir::new();
+    first_run(&state, r#"{"registers":{"x":{"value":1,"ttl":"1h"}}}"#);
+    let blocker = block_writes_of(&state, "run.json");
+    let daemon = state.start(&["--save-interval", "50ms"], &[]);
+    daemon.wait_for_log("cannot write");
+    publish(&daemon, r#"{"registers":{"x":{"value":2,"ttl":"1h"}}}"#);
+    wait_until("a save with x = 2", || {
+        std::fs::read_to_string(state.file("state.json"))
+            .is_ok_and(|text| text.contains(r#""x":{"value":2"#))
+    });
+    publish(&daemon, r#"{"registers":{"x":{"value":3,"ttl":"1h"}}}"#);
+    let seen = daemon.get("/consumer?name=x");
+    seen.assert(200, r#"{"registers":{"x":{"value":3}}}"#);
+    kill_9(daemon);
+
+    std::fs::remove_dir_all(blocker).unwrap();
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("did not stop cleanly");
+    let restored = daemon.get("/consumer?name=x");
+    restored.assert(200, r#"{"registers":{"x":{"value":2}}}"#);
+    assert!(
+        restored.index() > seen.index(),
+        "a number is never reused: {} after {}",
+        restored.index(),
+        seen.index()
+    );
+    // x is 2 again, not the 3 the client saw: its index answers at once.
+    answered_at_once(
+        &daemon,
+        &format!("/consumer?name=x&wait=10m&index={}", seen.index()),
+    )
+    .assert(200, r#"{"registers":{"x":{"value":2}}}"#);
 }

@@ -326,12 +326,26 @@ impl Settings {
     /// `REGD_STATE_DIR=` counts, as the way to say "off" in /etc/default/regd.
     fn state_directory(&mut self) -> Result<Option<PathBuf>, Error> {
         let no_state = self.args.contains("--no-state");
-        let from_flag: Option<OsString> = self
-            .args
-            .opt_value_from_os_str("--state-dir", |text| {
-                Ok::<_, std::convert::Infallible>(text.to_os_string())
-            })
-            .map_err(|error| Error::Usage(format!("--state-dir: {error}")))?;
+        let usage = |error: pico_args::Error| Error::Usage(format!("--state-dir: {error}"));
+        // `--state-dir DIR` takes any path, UTF-8 or not; `--state-dir=DIR`, as every
+        // other flag accepts it, only a UTF-8 one (pico-args reads that form as text,
+        // and refuses an empty one, which here means off as `--state-dir ''` does).
+        let from_flag: Option<OsString> = if self.args.contains("--state-dir=") {
+            Some(OsString::new())
+        } else {
+            match self
+                .args
+                .opt_value_from_os_str("--state-dir", |text| {
+                    Ok::<_, std::convert::Infallible>(text.to_os_string())
+                })
+                .map_err(usage)?
+            {
+                Some(directory) => Some(directory),
+                None => (self.args.opt_value_from_str::<_, String>("--state-dir"))
+                    .map_err(usage)?
+                    .map(OsString::from),
+            }
+        };
         let chosen = from_flag
             .or_else(|| std::env::var_os("REGD_STATE_DIR"))
             .or_else(|| {

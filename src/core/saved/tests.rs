@@ -291,6 +291,32 @@ fn files_that_do_not_belong_together_go_on_above_both() {
 }
 
 #[test]
+fn a_state_saved_after_the_recorded_stop_goes_on_above_a_reservation() {
+    // The last recorded stop was at `revision`; the run after it could not write its run
+    // file (so it recorded no reservation) but saved the state at a higher revision, then
+    // crashed. It may have issued revisions above that save: an index it gave out must
+    // not be judged by this run's different history.
+    let now = Instant::now();
+    let (mut crashed, saved) = saved_registry(now);
+    let recorded = saved.revision - 3;
+    publish(&mut crashed, now, "short", "2", HOUR);
+    let seen = crashed.revision();
+    assert!(seen > saved.revision);
+    let (mut after, restored) = restore(
+        Some(saved.clone()),
+        Some(LastRun::Stopped { revision: recorded }),
+        now,
+        saved_at(),
+    );
+    assert!(!restored.clean);
+    assert_eq!(after.revision(), saved.revision + 2 * REVISION_RESERVATION);
+    assert!(
+        after.changed_since(now, &names(&["short"]), seen),
+        "\"short\" is 1 again, not the 2 the client saw: it must be told at once"
+    );
+}
+
+#[test]
 fn limits_hold_for_what_is_restored() {
     let now = Instant::now();
     let (_, mut saved) = saved_registry(now);
