@@ -345,9 +345,10 @@ fn b4_longer_waits_are_shortened() {
 #[test]
 fn b4_silent_and_dribbling_connections_are_closed() {
     let daemon = Daemon::start(&["--read-timeout", "300ms"]);
-    // Silent: connects and sends nothing.
-    let mut silent = daemon.connect();
+    // Silent: connects and sends nothing. Timed from before the connect: regd's timer
+    // starts when it accepts, which may come before this thread runs again.
     let started = Instant::now();
+    let mut silent = daemon.connect();
     assert!(silent.is_closed_by_server());
     assert!(started.elapsed() >= Duration::from_millis(300));
     // Dribbling: a byte at a time, never completing the head within the timeout.
