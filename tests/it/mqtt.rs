@@ -1140,7 +1140,9 @@ fn two_gateways_on_one_broker() {
     publish_one(&regd_a, "hall.short", "1", "1500ms");
     put(
         &regd_a,
-        r#"{"registers":{"hall.temp":{"value":21.5,"metadata":{"unit":"°C"},"ttl":"60s"}}}"#,
+        r#"{"registers":{"hall.temp":{"value":21.5,"metadata":{"unit":"°C"},"ttl":"60s"},
+            "bridge.state":{"value":"offline","ttl":"60s"},
+            "x.bridge.state":{"value":"offline","ttl":"60s"}}}"#,
     );
     let a = Bridge::start(
         &regd_a,
@@ -1165,7 +1167,15 @@ fn two_gateways_on_one_broker() {
         b["regd.A.hall.lamp"]["value"] == serde_json::json!(false)
             && b["regd.A.hall.temp"]["value"] == serde_json::json!(21.5)
     });
+    // Names ending in bridge.state cross too (their topics read back the same from the
+    // full topic), and B takes neither for a bridge's last will.
+    wait_until("A's bridge.state registers on B", || {
+        let b = values(&regd_b);
+        b["regd.A.bridge.state"]["value"] == "offline"
+            && b["regd.A.x.bridge.state"]["value"] == "offline"
+    });
     let b = values(&regd_b);
+    assert_eq!(b["regd.A.hall.temp"]["value"], serde_json::json!(21.5));
     assert_eq!(
         b["regd.A.hall.temp"]["metadata"],
         serde_json::json!({"unit": "°C", "mqtt_topic": "regd/A/hall/temp"})

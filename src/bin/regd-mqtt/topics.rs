@@ -4,10 +4,10 @@
 //! A name's dots become topic levels; each level is escaped so that nothing a broker
 //! refuses or reads specially (`/`, `+`, `#`, NUL and other control characters, Unicode
 //! noncharacters, empty levels) reaches a topic, and so that no name lands on a topic the
-//! bridge uses itself (a last level `set`, `get`, `metadata` or `availability`; the
-//! name `bridge.state`). The escape is `%` and two upper-case hex digits per UTF-8 byte;
-//! an empty level is a lone `%`. A name with more levels than a broker accepts keeps
-//! its dots escaped (`%2E`) in one level.
+//! bridge uses itself (a last level `set`, `get`, `metadata` or `availability`; last
+//! levels `bridge/state`). The escape is `%` and two upper-case hex digits per UTF-8
+//! byte; an empty level is a lone `%`. A name with more levels than a broker accepts
+//! keeps its dots escaped (`%2E`) in one level.
 //!
 //! Invariants: [`encode`] is injective and [`decode`] is its inverse: `decode(t)` is
 //! `Some(name)` exactly when `encode(name) == t`, so every topic names at most one
@@ -189,25 +189,36 @@ fn encode_within(name: &str, budget: Budget) -> Result<String, Unmappable> {
     let levels: Vec<&str> = name.split('.').collect();
     let topic = if levels.len() - 1 <= budget.slashes {
         let mut topic = String::with_capacity(name.len() + 8);
+        let mut next_to_last = 0;
         for (position, level) in levels.iter().enumerate() {
             if position > 0 {
                 topic.push('/');
             }
+            if position + 2 == levels.len() {
+                next_to_last = topic.len();
+            }
             escape_level(level, position == levels.len() - 1, &mut topic);
         }
-        if name == "bridge.state" {
-            // The one name that would land on the bridge's own state topic.
-            topic.replace_range(0..1, "%62");
+        if levels.len() >= 2 && levels[levels.len() - 2..] == ["bridge", "state"] {
+            // `bridge.state` would land on the bridge's own state topic, and a name
+            // ending so on the state topic of a bridge whose prefix is longer; an
+            // importer reads every `…/bridge/state` as a bridge's. The rule looks at the
+            // name's end only, so the full topic reads back the same (docs/mqtt.md).
+            topic.replace_range(next_to_last..next_to_last + 1, "%62");
         }
         topic
     } else {
-        // More levels than a broker takes: one level, dots escaped.
+        // More levels than a broker takes: one level, dots escaped. An empty level is
+        // nothing between two escaped dots (a lone `%` marks an empty level only where
+        // it is the whole level).
         let mut topic = String::with_capacity(name.len() * 2);
         for (position, level) in levels.iter().enumerate() {
             if position > 0 {
                 topic.push_str("%2E");
             }
-            escape_level(level, false, &mut topic);
+            if !level.is_empty() {
+                escape_level(level, false, &mut topic);
+            }
         }
         topic
     };
@@ -374,6 +385,45 @@ mod tests {
     }
 
     #[test]
+    fn deep_names_with_empty_levels_are_reversible() {
+        // The one-level form has no level of its own to mark as empty: empty levels
+        // are simply nothing between two escaped dots.
+        let topics = Topics::new("regd/gw").unwrap();
+        for name in [".".repeat(300), ["a", "", "b"].repeat(100).join(".")] {
+            let topic = encode(&name).unwrap();
+            assert!(!topic.contains('/'), "one level: {topic}");
+            assert_eq!(decode(&topic), Some(name.clone()), "{topic}");
+            let under = topics.topic(&name).unwrap();
+            for (attribute, kind) in [
+                ("", Attribute::State),
+                ("/set", Attribute::Set),
+                ("/get", Attribute::Get),
+            ] {
+                assert_eq!(
+                    topics.classify(&format!("{under}{attribute}")),
+                    Some((name.clone(), kind))
+                );
+            }
+        }
+        assert_eq!(encode(&".".repeat(201)).unwrap(), "%2E".repeat(201));
+    }
+
+    #[test]
+    fn names_ending_in_bridge_state_never_look_like_a_bridge() {
+        // Under any prefix, and read back from the full topic by an importer (who does
+        // not know where the exporting bridge's prefix ends).
+        check("x.bridge.state", "x/%62ridge/state");
+        check("regd.gw.bridge.state", "regd/gw/%62ridge/state");
+        let topics = Topics::new("regd/gw").unwrap();
+        for name in ["bridge.state", "x.bridge.state"] {
+            let topic = topics.topic(name).unwrap();
+            assert!(!topic.ends_with("/bridge/state"), "{topic}");
+            assert_eq!(decode(&topic), Some(format!("regd.gw.{name}")), "{topic}");
+        }
+        assert_eq!(decode("regd/gw/x/bridge/state"), None);
+    }
+
+    #[test]
     fn topics_no_name_maps_to_decode_to_nothing() {
         for topic in [
             "a.b", "50%", "%2", "%zz", "%2f", "x%41", "a/%7/b", "x/set%", "%FF", "x/%2E/y",
@@ -487,6 +537,19 @@ mod tests {
                 let attribute_topic = Topics::attribute(&topic, attribute);
                 prop_assert_eq!(topics.classify(&attribute_topic), Some((name.clone(), kind)));
             }
+        }
+
+        #[test]
+        fn deep_names_are_reversible_and_publishable(
+            levels in proptest::collection::vec("(|a|%|/|set|bridge|state)", 190..260)
+        ) {
+            let name = levels.join(".");
+            let topics = Topics::new("regd/gw").unwrap();
+            let topic = topics.topic(&name).unwrap();
+            prop_assert!(is_publishable(&Topics::attribute(&topic, AVAILABILITY)));
+            prop_assert_eq!(topics.classify(&topic), Some((name.clone(), Attribute::State)));
+            let relative = encode(&name).unwrap();
+            prop_assert_eq!(decode(&relative), Some(name));
         }
 
         #[test]
