@@ -637,7 +637,12 @@ fn set_and_get_topics_reach_regd() {
     };
     publish_one(&regd, "lamp", "false", "60s");
     publish_one(&regd, "mode", "\"auto\"", "60s");
-    let _bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/gw"]);
+    // A retained change request, published before the bridge came: the broker hands
+    // it to every new subscription, but it is no request of now.
+    broker.publish(&["-r", "-q", "1", "-t", "regd/gw/mode/set", "-m", "\"stale\""]);
+    let bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/gw"]);
+    bridge.wait_for_log("ignoring the retained message on \"regd/gw/mode/set\"");
+    assert_eq!(regd.get("/provider?name=mode").body, r#"{"registers":{}}"#);
     let pending = |name: &str| {
         regd.get(&format!("/provider?name={}", encode(name))).json()["registers"][name]["value"]
             .clone()

@@ -623,6 +623,14 @@ impl Inbound {
         {
             // The bridge's own tree: change requests and gets; never imported.
             match plan.topics.classify(topic) {
+                // A retained change request is one sent who knows when, handed to every
+                // new subscription: applying it at each connect would invent requests.
+                // (Sent while the bridge is connected, it arrives without the flag.)
+                Some((_, Attribute::Set | Attribute::Get)) if retain && !payload.is_empty() => {
+                    self.warnings.warn("set-retained", || {
+                        format!("ignoring the retained message on {topic:?}: a change request is an event, not a state; publish it without the retain flag")
+                    });
+                }
                 Some((name, Attribute::Set)) => self.change_request(&name, payload),
                 Some((name, Attribute::Get)) => {
                     self.control.push(|work| {
