@@ -85,6 +85,9 @@ fn run() -> Result<(), Error> {
         )));
     }
     regd::logger::init(config.log_level);
+    for warning in &config.warnings {
+        log::warn!("{warning}");
+    }
 
     let mut client = regd::client::Client::new(&config.registry).map_err(Error::Client)?;
     if let Some(token) = &config.token {

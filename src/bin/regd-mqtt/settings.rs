@@ -2,7 +2,8 @@
 //! help in [`SETTINGS`] (the one source that `--help`, the man page test and the
 //! packaged /etc/default/regd-mqtt are checked against), and their parsing into a
 //! [`Config`]. Invariants: a flag wins over its variable, which wins over the default;
-//! secrets come only from files, and a file any user may read is refused.
+//! secrets come only from files (a token file any user may read is refused, a password
+//! file taken with a warning).
 
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "REGD_MQTT_PASSWORD_FILE",
         default: "",
         value: "PATH",
-        help: "file whose first line is the broker password (never on the command line); must not be world-readable",
+        help: "file whose first line is the broker password (never on the command line); keep it readable by its owner only",
     },
     Setting {
         flag: "--gateway-id",
@@ -146,6 +147,8 @@ pub struct Config {
     pub keep_alive: Duration,
     pub max_payload: usize,
     pub log_level: LevelFilter,
+    /// Problems worth a warning once the logger runs.
+    pub warnings: Vec<String>,
 }
 
 /// A usage problem: the message names the flag and what it expects.
@@ -166,9 +169,13 @@ pub fn parse(
             .filter(|url| !url.is_empty())
             .unwrap_or_else(|| default("--registry").to_string()),
     };
+    let mut warnings = Vec::new();
     let token = match read.text("--token-file")? {
         path if path.is_empty() => None,
-        path => Some(first_word(&read_secret(&path, "--token-file")?, &path)?),
+        path => {
+            let text = read_secret(&path, "--token-file", Readable::Refuse, &mut warnings)?;
+            Some(first_word(&text, &path)?)
+        }
     };
     let broker = Broker::parse(&read.text("--broker")?).map_err(Usage)?;
     let username = match read.text("--username")? {
@@ -178,7 +185,9 @@ pub fn parse(
     let password = match read.text("--password-file")? {
         path if path.is_empty() => None,
         path => {
-            let text = read_secret(&path, "--password-file")?;
+            // Taken with a warning: the broker's answer to a wrong password is the
+            // clearer lesson, and a bridge that will not start is no bridge at all.
+            let text = read_secret(&path, "--password-file", Readable::Warn, &mut warnings)?;
             Some(text.lines().next().unwrap_or("").as_bytes().to_vec())
         }
     };
@@ -257,6 +266,7 @@ pub fn parse(
         keep_alive,
         max_payload,
         log_level,
+        warnings,
     })
 }
 
@@ -377,19 +387,41 @@ fn host_name() -> String {
         .unwrap_or_else(|| "gateway".to_string())
 }
 
-/// A secret file's text, refusing one that every user may read.
-fn read_secret(path: &str, flag: &str) -> Result<String, Usage> {
+/// A secret file's text. One that every user may read is refused (`Refuse`), as regd
+/// refuses its own token file, or taken with a warning (`Warn`), as Mosquitto takes its
+/// password files.
+fn read_secret(
+    path: &str,
+    flag: &str,
+    readable_by_all: Readable,
+    warnings: &mut Vec<String>,
+) -> Result<String, Usage> {
     use std::os::unix::fs::PermissionsExt;
     let metadata = std::fs::metadata(path)
         .map_err(|error| Usage(format!("{flag}: cannot read {path}: {error}")))?;
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
-        return Err(Usage(format!(
-            "{flag}: {path} is readable by every user (mode {mode:o}); run `chmod 600 {path}` and start again"
-        )));
+        let problem = format!("{flag}: {path} is readable by every user (mode {mode:o})");
+        match readable_by_all {
+            Readable::Refuse => {
+                return Err(Usage(format!(
+                    "{problem}; run `chmod 600 {path}` and start again"
+                )));
+            }
+            Readable::Warn => warnings.push(format!(
+                "{problem}; run `chmod 600 {path}` so that only its owner can read the password"
+            )),
+        }
     }
     std::fs::read_to_string(path)
         .map_err(|error| Usage(format!("{flag}: cannot read {path}: {error}")))
+}
+
+/// What to do with a secret file that every user may read.
+#[derive(Clone, Copy)]
+enum Readable {
+    Refuse,
+    Warn,
 }
 
 fn first_word(text: &str, path: &str) -> Result<String, Usage> {
