@@ -753,6 +753,18 @@ fn home_assistant_discovery() {
             "brief":{"value":1,"ttl":"60s"}
         }}"#,
     );
+    // Another integration's entity under the same components: never the bridge's to
+    // clean up.
+    let foreign = "homeassistant/sensor/0x00158d0001_temperature/config";
+    broker.publish(&[
+        "-r",
+        "-q",
+        "1",
+        "-t",
+        foreign,
+        "-m",
+        r#"{"state_topic":"z2m/x"}"#,
+    ]);
     let _bridge = Bridge::start(
         &regd,
         &broker,
@@ -767,7 +779,11 @@ fn home_assistant_discovery() {
             "1s",
         ],
     );
-    let configs = |broker: &Broker| broker.retained("homeassistant/#");
+    let configs = |broker: &Broker| {
+        let mut retained = broker.retained("homeassistant/#");
+        assert!(retained.remove(foreign).is_some(), "{foreign} is gone");
+        retained
+    };
     let mut retained = BTreeMap::new();
     wait_until("six discovery configs", || {
         retained = configs(&broker);
@@ -775,22 +791,37 @@ fn home_assistant_discovery() {
     });
     let config =
         |topic: &str| -> serde_json::Value { serde_json::from_str(&retained[topic].0).unwrap() };
-    let sensor = config("homeassistant/sensor/gw/hall_temperature/config");
+    let sensor = config("homeassistant/sensor/regd--gw--hall_temperature/config");
     assert_eq!(sensor["state_topic"], "regd/gw/hall/temperature");
     assert_eq!(sensor["unit_of_measurement"], "°C");
     assert_eq!(sensor["device_class"], "temperature");
     assert_eq!(sensor["unique_id"], "regd--gw--hall_temperature");
+    // Home Assistant's form for an entity with a unique id: the object id is the
+    // unique id, no node level; the entity id comes from default_entity_id.
+    assert!(
+        retained
+            .keys()
+            .all(|topic| topic.split('/').count() == 4 && topic.ends_with("/config")),
+        "{retained:#?}"
+    );
+    assert_eq!(
+        sensor["default_entity_id"],
+        "sensor.regd_gw_hall_temperature"
+    );
     assert_eq!(
         sensor["availability"][0]["topic"],
         "regd/gw/hall/temperature/availability"
     );
     assert_eq!(sensor["device"]["identifiers"][0], "regd--gw");
     assert!(sensor.get("command_topic").is_none());
-    let switch = config("homeassistant/switch/gw/hall_lamp/config");
+    let switch = config("homeassistant/switch/regd--gw--hall_lamp/config");
     assert_eq!(switch["command_topic"], "regd/gw/hall/lamp/set");
-    assert!(retained.contains_key("homeassistant/binary_sensor/gw/window/config"));
-    assert_eq!(config("homeassistant/number/gw/setpoint/config")["max"], 30);
-    assert!(retained.contains_key("homeassistant/text/gw/label/config"));
+    assert!(retained.contains_key("homeassistant/binary_sensor/regd--gw--window/config"));
+    assert_eq!(
+        config("homeassistant/number/regd--gw--setpoint/config")["max"],
+        30
+    );
+    assert!(retained.contains_key("homeassistant/text/regd--gw--label/config"));
 
     // Home Assistant's switch sends payload_on; it arrives in regd as true.
     broker.publish(&[
@@ -807,7 +838,7 @@ fn home_assistant_discovery() {
     });
 
     // homeassistant/status online: every config again.
-    let subscriber = Subscriber::start(&broker, &["homeassistant/+/gw/+/config"]);
+    let subscriber = Subscriber::start(&broker, &["homeassistant/+/+/config"]);
     subscriber.wait_for("retained configs", |messages| messages.len() >= 6);
     broker.publish(&["-t", "homeassistant/status", "-m", "online"]);
     subscriber.wait_for("configs re-sent", |messages| {
@@ -816,9 +847,9 @@ fn home_assistant_discovery() {
 
     // A register gone for good (past --discovery-remove-after): its entity goes.
     regd.request("DELETE", "/provider?name=brief", "");
-    subscriber.wait_last("homeassistant/sensor/gw/brief/config", "");
+    subscriber.wait_last("homeassistant/sensor/regd--gw--brief/config", "");
     wait_until("brief's config removed", || {
-        !configs(&broker).contains_key("homeassistant/sensor/gw/brief/config")
+        !configs(&broker).contains_key("homeassistant/sensor/regd--gw--brief/config")
     });
     assert_eq!(configs(&broker).len(), 5);
 }

@@ -4,7 +4,8 @@
 //! `max`, `step`), and the `mqtt_topic` key that marks an imported register.
 //!
 //! Discovery follows Home Assistant's MQTT discovery documentation: one retained config
-//! per register at `<discovery-prefix>/<component>/<node_id>/<object_id>/config`, with
+//! per register at `<discovery-prefix>/<component>/<object_id>/config` (the object id is
+//! the entity's `unique_id`, as that documentation advises), with
 //! one `device` for the gateway, the register's own availability topic together with
 //! the bridge's state (`availability_mode: all`), and a `command_topic` for registers
 //! whose metadata says `"writable": true`. Invariants: the ids derived from names are
@@ -65,14 +66,26 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// `node_id` in discovery topics: the gateway id, escaped as [`entity_id`] does.
+    /// The gateway id, escaped as [`entity_id`] does.
     pub fn node_id(&self) -> String {
         entity_id(&self.id)
     }
 
-    /// The filter under which this gateway's configs are (one node id per gateway).
-    pub fn filter(&self) -> String {
-        format!("{}/+/{}/+/config", self.discovery_prefix, self.node_id())
+    /// A register's `unique_id`, which is also the `<object_id>` of its config topic
+    /// (Home Assistant's advice for entities with a unique id: no `<node_id>` level).
+    /// Injective: an [`entity_id`] never holds `--` (a `-` is followed by hex digits),
+    /// so the first `--` after `regd--` ends the gateway's part.
+    pub fn unique_id(&self, name: &str) -> String {
+        format!("regd--{}--{}", self.node_id(), entity_id(name))
+    }
+
+    /// The filters under which this gateway's configs are: one per component the
+    /// bridge publishes (the object id, not a topic level, tells whose a config is).
+    pub fn filters(&self) -> Vec<String> {
+        Component::ALL
+            .iter()
+            .map(|component| format!("{}/{}/+/config", self.discovery_prefix, component.as_str()))
+            .collect()
     }
 
     /// Home Assistant's birth topic; `online` there asks for every config again.
@@ -80,13 +93,13 @@ impl Gateway {
         format!("{}/status", self.discovery_prefix)
     }
 
+    /// `<discovery-prefix>/<component>/<object_id>/config`.
     pub fn config_topic(&self, component: Component, name: &str) -> String {
         format!(
-            "{}/{}/{}/{}/config",
+            "{}/{}/{}/config",
             self.discovery_prefix,
             component.as_str(),
-            self.node_id(),
-            entity_id(name)
+            self.unique_id(name)
         )
     }
 
@@ -97,12 +110,32 @@ impl Gateway {
             .strip_prefix('/')?;
         let mut levels = rest.split('/');
         let component = Component::parse(levels.next()?)?;
-        if levels.next()? != self.node_id() {
-            return None;
-        }
-        let name = name_of_entity_id(levels.next()?)?;
+        let object = levels
+            .next()?
+            .strip_prefix("regd--")?
+            .strip_prefix(&self.node_id())?
+            .strip_prefix("--")?;
+        let name = name_of_entity_id(object)?;
         (levels.next()? == "config" && levels.next().is_none()).then_some((component, name))
     }
+}
+
+/// An entity id Home Assistant takes as it is (`default_entity_id`): the domain, a dot,
+/// and lower-case letters, digits and single inner `_`. Not injective, and need not be:
+/// Home Assistant appends `_2` to a taken one; the `unique_id` is what identifies.
+fn default_entity_id(component: Component, id: &str) -> String {
+    let mut slug = String::with_capacity(id.len());
+    for ch in id.chars() {
+        if ch.is_ascii_alphanumeric() {
+            slug.push(ch.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('_') {
+            slug.push('_');
+        }
+    }
+    while slug.ends_with('_') {
+        slug.pop();
+    }
+    format!("{}.{slug}", component.as_str())
 }
 
 /// An id of `[A-Za-z0-9_-]` for a name, injective: letters and digits stay, `.`
@@ -204,8 +237,12 @@ pub fn config(
     let object = entity_id(name);
     let mut config = json!({
         "name": name,
-        "unique_id": format!("regd--{node}--{object}"),
+        "unique_id": gateway.unique_id(name),
+        // `object_id` for Home Assistant before 2025.10, which knows no
+        // `default_entity_id`; later ones take `default_entity_id` and, when it is
+        // there, do not warn about the deprecated `object_id`.
         "object_id": format!("regd_{node}_{object}"),
+        "default_entity_id": default_entity_id(component, &format!("regd_{node}_{object}")),
         "state_topic": topic,
         "json_attributes_topic": Topics::attribute(topic, topics::METADATA),
         "availability": [
@@ -346,6 +383,8 @@ mod tests {
         );
         let config: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(config["unique_id"], "regd--gw_1--hall_lamp");
+        assert_eq!(config["object_id"], "regd_gw_1_hall_lamp");
+        assert_eq!(config["default_entity_id"], "switch.regd_gw_1_hall_lamp");
         assert_eq!(config["state_topic"], "regd/gw.1/hall/lamp");
         assert_eq!(config["command_topic"], "regd/gw.1/hall/lamp/set");
         assert_eq!(config["payload_on"], "true");
@@ -361,15 +400,29 @@ mod tests {
         assert_eq!(config["device"]["identifiers"][0], "regd--gw_1");
         assert_eq!(
             gateway.config_topic(Component::Switch, "hall.lamp"),
-            "homeassistant/switch/gw_1/hall_lamp/config"
+            "homeassistant/switch/regd--gw_1--hall_lamp/config"
         );
         assert_eq!(
-            gateway.parse_config_topic("homeassistant/switch/gw_1/hall_lamp/config"),
+            gateway.parse_config_topic("homeassistant/switch/regd--gw_1--hall_lamp/config"),
             Some((Component::Switch, "hall.lamp".to_string()))
         );
-        assert_eq!(
-            gateway.parse_config_topic("homeassistant/switch/other/hall_lamp/config"),
-            None
+        for other in [
+            "homeassistant/switch/regd--other--hall_lamp/config",
+            "homeassistant/switch/regd--gw_1-2d--x/config",
+            "homeassistant/switch/gw_1/hall_lamp/config",
+            "homeassistant/switch/regd--gw_1--hall_lamp/config/x",
+            "homeassistant/light/regd--gw_1--hall_lamp/config",
+        ] {
+            assert_eq!(gateway.parse_config_topic(other), None, "{other}");
+        }
+        assert!(
+            gateway
+                .filters()
+                .iter()
+                .all(|filter| crate::topics::matches_filter(
+                    filter,
+                    &gateway.config_topic(Component::Text, "a")
+                ) == filter.contains("/text/"))
         );
     }
 
@@ -433,12 +486,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn default_entity_ids_are_what_home_assistant_takes() {
+        let cases = [
+            (
+                Component::Sensor,
+                "regd_gw_hall_temperature",
+                "sensor.regd_gw_hall_temperature",
+            ),
+            (
+                Component::Switch,
+                "regd_Gw-2d1_a__b",
+                "switch.regd_gw_2d1_a_b",
+            ),
+            (Component::Text, "regd_gw_-", "text.regd_gw"),
+        ];
+        for (component, id, expected) in cases {
+            assert_eq!(default_entity_id(component, id), expected);
+        }
+    }
+
     proptest! {
         #[test]
         fn entity_ids_are_injective_and_reversible(name in "\\PC{0,20}") {
             let id = entity_id(&name);
             prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
-            prop_assert_eq!(name_of_entity_id(&id), Some(name));
+            prop_assert_eq!(name_of_entity_id(&id), Some(name.clone()));
+            let gateway = Gateway { id: "gw".to_string(), discovery_prefix: "ha".to_string() };
+            for component in Component::ALL {
+                prop_assert_eq!(
+                    gateway.parse_config_topic(&gateway.config_topic(component, &name)),
+                    Some((component, name.clone()))
+                );
+            }
         }
     }
 }

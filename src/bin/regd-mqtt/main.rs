@@ -148,7 +148,9 @@ fn plan(config: &Config) -> (Options, Plan) {
     let mut subscriptions = vec![(topics.filter(), QoS::AtLeastOnce)];
     if let Some(gateway) = &gateway {
         subscriptions.push((gateway.status_topic(), QoS::AtLeastOnce));
-        subscriptions.push((gateway.filter(), QoS::AtLeastOnce));
+        for filter in gateway.filters() {
+            subscriptions.push((filter, QoS::AtLeastOnce));
+        }
     }
     for filter in &config.imports {
         subscriptions.push((filter.clone(), QoS::AtLeastOnce));
