@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use ureq::Agent;
 
 use super::worker::{self, Backoff, Outbox};
-use super::{Error, Http, POLL_WAIT, RETRY_CAP, RETRY_FIRST, Register};
+use super::{Error, Http, POLL_WAIT, RETRY_CAP, RETRY_CAP_UNREACHABLE, RETRY_FIRST, Register};
 
 /// What a consumer learns.
 #[derive(Clone, Debug)]
@@ -227,7 +227,7 @@ fn run(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
     // The generation of the last successful answer; a different one asks for a fresh
     // snapshot at once.
     let mut answered: Option<u64> = None;
-    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP, RETRY_CAP_UNREACHABLE);
     loop {
         let (names, all, generation, agent) = {
             let mut state = shared.state.lock();
@@ -309,7 +309,7 @@ fn run(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
             Err(error) => {
                 drop(state);
                 answered = None;
-                let pause = backoff.fail();
+                let pause = backoff.fail_after(&error);
                 log::debug!("consumer poll failed, retrying in {pause:?}: {error}");
                 shared.outbox.push(Key::Status, Update::Failed(error));
                 select! {

@@ -80,6 +80,10 @@ const POLL_WAIT: Duration = Duration::from_secs(30);
 /// The first and the longest pause between background retries.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_CAP: Duration = Duration::from_secs(2);
+/// The longest pause while regd cannot be reached at all (it is restarting): a consumer
+/// resumes, and a provider writes its registers again, well within a second of regd
+/// answering (issue 13: the bridge's state converges within a second).
+const RETRY_CAP_UNREACHABLE: Duration = Duration::from_millis(500);
 
 /// Registers named in one query string at most (keeps URLs well under regd's limits).
 const NAMES_PER_QUERY: usize = 100;

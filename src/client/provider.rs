@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use ureq::Agent;
 
 use super::worker::{self, Backoff, Outbox};
-use super::{Error, Http, Json, POLL_WAIT, RETRY_CAP, RETRY_FIRST};
+use super::{Error, Http, Json, POLL_WAIT, RETRY_CAP, RETRY_CAP_UNREACHABLE, RETRY_FIRST};
 use crate::protocol::publish::PublishEntry;
 
 /// What a provider learns.
@@ -349,7 +349,7 @@ enum Step {
 
 /// The sender loop: writes changed registers at once and refreshes the others.
 fn run_sender(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
-    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP, RETRY_CAP_UNREACHABLE);
     let mut retry_at: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -475,7 +475,7 @@ fn run_sender(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
                 if shared.state.lock().stopped {
                     return;
                 }
-                let pause = backoff.fail();
+                let pause = backoff.fail_after(&error);
                 retry_at = Some(Instant::now() + pause);
                 log::debug!("provider write failed, retrying in {pause:?}: {error}");
                 shared
@@ -493,7 +493,7 @@ fn is_refusal(error: &Error) -> bool {
 
 /// The poll loop for change requests.
 fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
-    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP);
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP, RETRY_CAP_UNREACHABLE);
     loop {
         let (names, generation, agent) = {
             let state = shared.state.lock();
@@ -547,7 +547,7 @@ fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
                     continue;
                 }
                 drop(state);
-                let pause = backoff.fail();
+                let pause = backoff.fail_after(&error);
                 log::debug!("provider poll failed, retrying in {pause:?}: {error}");
                 shared
                     .outbox

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use super::Error;
 use crossbeam_channel::{Receiver, Sender, select};
 use parking_lot::Mutex;
 
@@ -109,25 +110,36 @@ pub(crate) struct Backoff {
     failures: u32,
     first: Duration,
     cap: Duration,
+    /// The cap while regd cannot be reached at all (see [`Backoff::fail_after`]).
+    unreachable_cap: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new(first: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(first: Duration, cap: Duration, unreachable_cap: Duration) -> Self {
         Backoff {
             failures: 0,
             first,
             cap,
+            unreachable_cap: unreachable_cap.min(cap),
         }
     }
 
     /// Records a failure and returns how long to wait before the next attempt: the
     /// exponential step, capped, then scaled by a random factor in [0.5, 1) so that
-    /// many clients of a restarted regd do not retry in lock step.
-    pub(crate) fn fail(&mut self) -> Duration {
+    /// many clients of a restarted regd do not retry in lock step. While regd cannot be
+    /// reached (nothing listens: it is restarting), asking again costs it nothing, so
+    /// the cap is the lower `unreachable_cap`: a restarted regd is seen within it.
+    /// Answers (a 503 of a regd at its limits) keep the full cap, to relieve it.
+    pub(crate) fn fail_after(&mut self, error: &Error) -> Duration {
+        let cap = if error.is_connect() {
+            self.unreachable_cap
+        } else {
+            self.cap
+        };
         let step = self
             .first
             .saturating_mul(1 << self.failures.min(16))
-            .min(self.cap);
+            .min(cap);
         self.failures = self.failures.saturating_add(1);
         step.mul_f64(0.5 + random_fraction() / 2.0)
     }
@@ -158,8 +170,16 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_cap_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let waits: Vec<Duration> = (0..8).map(|_| backoff.fail()).collect();
+        let answered = Error::Status {
+            status: 503,
+            message: "too many".to_string(),
+        };
+        let mut backoff = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        );
+        let waits: Vec<Duration> = (0..8).map(|_| backoff.fail_after(&answered)).collect();
         assert!(waits[0] >= Duration::from_millis(50) && waits[0] < Duration::from_millis(100));
         assert!(waits[2] >= Duration::from_millis(200) && waits[2] < Duration::from_millis(400));
         for wait in &waits[4..] {
@@ -169,6 +189,23 @@ mod tests {
         assert!(backoff.succeed());
         assert!(!backoff.is_failing());
         assert!(!backoff.succeed());
+    }
+
+    #[test]
+    fn while_regd_cannot_be_reached_the_backoff_stays_short() {
+        let unreachable = Error::Connect {
+            url: "http://127.0.0.1:9".to_string(),
+            reason: "connection refused".to_string(),
+            source: std::sync::Arc::new(ureq::Error::ConnectionFailed),
+        };
+        let mut backoff = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        );
+        for _ in 0..20 {
+            assert!(backoff.fail_after(&unreachable) < Duration::from_millis(300));
+        }
     }
 
     #[test]
