@@ -85,8 +85,29 @@ const RETRY_CAP: Duration = Duration::from_secs(2);
 /// answering (issue 13: the bridge's state converges within a second).
 const RETRY_CAP_UNREACHABLE: Duration = Duration::from_millis(500);
 
-/// Registers named in one query string at most (keeps URLs well under regd's limits).
-const NAMES_PER_QUERY: usize = 100;
+/// Registers named in one query string at most, and its bytes at most: well under
+/// regd's default limits (`--max-names` 1000; `--max-uri` 8192 for the whole target).
+const NAMES_PER_QUERY: usize = 500;
+const QUERY_BYTES: usize = 6 * 1024;
+
+/// Splits `names` into runs that each fit one query string. A name too long for a
+/// query alone still gets a run of its own: regd's answer then says what is wrong.
+fn query_chunks<S: AsRef<str>>(names: &[S]) -> Vec<&[S]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, name) in names.iter().enumerate() {
+        let length = query::encode(std::slice::from_ref(name), None, None, false).len() + 1;
+        if index > start && (index - start == NAMES_PER_QUERY || bytes + length > QUERY_BYTES) {
+            chunks.push(&names[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += length;
+    }
+    if start < names.len() {
+        chunks.push(&names[start..]);
+    }
+    chunks
+}
 
 /// What became of a change request that [`Client::request_and_wait`] waited for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +196,7 @@ impl Client {
             ));
         }
         let mut registers = BTreeMap::new();
-        for chunk in names.chunks(NAMES_PER_QUERY) {
+        for chunk in query_chunks(names) {
             registers.append(&mut self.poll(chunk, None, None)?.registers);
         }
         Ok(registers)
@@ -206,7 +227,7 @@ impl Client {
             return self.http.details(&self.http.agent, &[] as &[&str]);
         }
         let mut registers = BTreeMap::new();
-        for chunk in names.chunks(NAMES_PER_QUERY) {
+        for chunk in query_chunks(names) {
             registers.append(&mut self.http.details(&self.http.agent, chunk)?);
         }
         Ok(registers)
@@ -292,7 +313,7 @@ impl Client {
             return self.http.take_requests(&self.http.agent, names, wait);
         }
         let mut requests = Vec::new();
-        for chunk in names.chunks(NAMES_PER_QUERY) {
+        for chunk in query_chunks(names) {
             requests.append(&mut self.http.take_requests(&self.http.agent, chunk, None)?);
         }
         Ok(requests)
@@ -474,7 +495,7 @@ impl Http {
     }
 
     fn delete<S: AsRef<str>>(&self, agent: &Agent, names: &[S]) -> Result<(), Error> {
-        for chunk in names.chunks(NAMES_PER_QUERY) {
+        for chunk in query_chunks(names) {
             let path = target("/provider", &query::encode(chunk, None, None, false));
             self.send(agent, "DELETE", &path, None, None)?;
         }
@@ -581,5 +602,25 @@ mod tests {
         for (url, expected) in cases {
             assert_eq!(base_url(url).ok().as_deref(), expected, "{url}");
         }
+    }
+
+    #[test]
+    fn query_chunks_fit_regd_default_limits() {
+        let short: Vec<String> = (0..1234).map(|index| format!("n{index}")).collect();
+        let chunks = query_chunks(&short);
+        assert_eq!(chunks.concat(), short);
+        assert!(chunks.iter().all(|chunk| chunk.len() <= NAMES_PER_QUERY));
+        // Long names (each 1,000 bytes, 3,000 once percent-encoded): two to a query.
+        let long: Vec<String> = (0..7)
+            .map(|index| format!("{index}{}", "é".repeat(500)))
+            .collect();
+        let chunks = query_chunks(&long);
+        assert_eq!(chunks.concat(), long);
+        for chunk in &chunks {
+            assert!(query::encode(chunk, Some(POLL_WAIT), None, false).len() < 8000);
+        }
+        let alone = ["x".repeat(10_000)];
+        assert_eq!(query_chunks(&alone), vec![&alone[..]]);
+        assert!(query_chunks::<&str>(&[]).is_empty());
     }
 }

@@ -1,11 +1,13 @@
 //! The provider: keeps registers alive and takes their change requests. Two background
 //! threads: the sender, the only one that writes `PUT /provider` (so writes reach regd
 //! in the order they were made), and the poller, one long poll on `GET /provider` for
-//! every provided name. Invariants: each register is refreshed no later than half its
-//! ttl after its last successful write, and registers due around the same time go out
-//! in one request; a change request taken from regd is always handed to the reader;
-//! closing deletes the provided registers only after both threads have stopped, so no
-//! late refresh can bring one back.
+//! every provided name (one per run of names, in scoped threads of its own, when more
+//! names are provided than one URL holds). Invariants: each register is refreshed no
+//! later than half its ttl after its last successful write, and registers due around
+//! the same time go out together, in requests within regd's default limits; a register
+//! regd refuses holds back no other; a change request taken from regd is always handed
+//! to the reader; closing deletes the provided registers only after both threads have
+//! stopped, so no late refresh can bring one back.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +19,9 @@ use parking_lot::Mutex;
 use ureq::Agent;
 
 use super::worker::{self, Backoff, Outbox};
-use super::{Error, Http, Json, POLL_WAIT, RETRY_CAP, RETRY_CAP_UNREACHABLE, RETRY_FIRST};
+use super::{
+    Error, Http, Json, POLL_WAIT, RETRY_CAP, RETRY_CAP_UNREACHABLE, RETRY_FIRST, query_chunks,
+};
 use crate::protocol::publish::PublishEntry;
 
 /// What a provider learns.
@@ -291,13 +295,7 @@ impl Provider {
 
     /// Makes the request poll start again with the current names, at once.
     fn restart_poll(&self) {
-        let old_agent = {
-            let mut state = self.shared.state.lock();
-            state.poll_generation += 1;
-            std::mem::replace(&mut state.poll_agent, self.shared.http.new_agent())
-        };
-        old_agent.shutdown();
-        let _ = self.shared.wake_poller.try_send(());
+        self.shared.restart_poll();
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {
@@ -326,6 +324,19 @@ impl Provider {
         }
         let http = &self.shared.http;
         http.delete(&http.agent, &names)
+    }
+}
+
+impl Shared {
+    /// Makes the request poll start again with the current names, at once.
+    fn restart_poll(&self) {
+        let old_agent = {
+            let mut state = self.state.lock();
+            state.poll_generation += 1;
+            std::mem::replace(&mut state.poll_agent, self.http.new_agent())
+        };
+        old_agent.shutdown();
+        let _ = self.wake_poller.try_send(());
     }
 }
 
@@ -426,16 +437,21 @@ fn run_sender(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
                 ttl: Some(*ttl),
             })
             .collect();
-        let result = if entries.is_empty() {
-            Ok(())
-        } else {
-            shared.http.publish(&agent, &entries)
-        };
+        let outcomes = write(&shared.http, &agent, &entries);
+        let result = outcomes
+            .iter()
+            .find_map(|outcome| match outcome {
+                Some(Ok(())) => None,
+                Some(Err(error)) => Some(error.clone()),
+                None => Some(Error::Closed),
+            })
+            .map_or(Ok(()), Err);
+        let mut dropped = false;
         {
             let mut state = shared.state.lock();
-            match &result {
-                Ok(()) => {
-                    for (name, _, _, _, version) in &batch {
+            for ((name, _, _, _, version), outcome) in batch.iter().zip(&outcomes) {
+                match outcome {
+                    Some(Ok(())) => {
                         if let Some(register) = state.registers.get_mut(name) {
                             register.sent_at = Some(now);
                             // A change made while this write was in flight goes next.
@@ -444,22 +460,26 @@ fn run_sender(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
                             }
                         }
                     }
-                }
-                Err(error) if is_refusal(error) => {
-                    // regd refuses these entries; retrying cannot help. Registers never
-                    // written are dropped so they do not block the others.
-                    for (name, ..) in &batch {
-                        if state
-                            .registers
-                            .get(name)
-                            .is_some_and(|register| register.sent_at.is_none())
-                        {
-                            state.registers.remove(name);
-                        }
+                    // regd refuses this entry; retrying cannot help. A register never
+                    // written is dropped so it does not block the others.
+                    Some(Err(error))
+                        if is_refusal(error)
+                            && state
+                                .registers
+                                .get(name)
+                                .is_some_and(|register| register.sent_at.is_none()) =>
+                    {
+                        state.registers.remove(name);
+                        dropped = true;
                     }
+                    _ => {}
                 }
-                Err(_) => {}
             }
+        }
+        if dropped {
+            // The request poll asks for the dropped names too, and regd refuses it
+            // for them as well.
+            shared.restart_poll();
         }
         for waiter in waiters {
             let _ = waiter.send(result.clone());
@@ -491,6 +511,72 @@ fn is_refusal(error: &Error) -> bool {
     matches!(error.status(), Some(400 | 413 | 414 | 431))
 }
 
+/// Registers in one `PUT /provider` at most, and its body's bytes at most (roughly):
+/// well under regd's default limits (`--max-names` 1000, `--max-body` 1 MiB).
+const PUBLISH_REGISTERS: usize = 500;
+const PUBLISH_BYTES: usize = 256 * 1024;
+
+/// Writes `entries` in requests that regd takes. A request regd refuses for its content
+/// is sent again one register at a time, so one register regd will never take (a name
+/// longer than its `--max-name`) holds back no other. Stops at the first other failure:
+/// regd is away, and the rest waits for the retry. Each entry's outcome, `None` for
+/// those not tried.
+fn write(
+    http: &Http,
+    agent: &Agent,
+    entries: &[PublishEntry<'_>],
+) -> Vec<Option<Result<(), Error>>> {
+    let mut outcomes = vec![None; entries.len()];
+    let mut start = 0;
+    while start < entries.len() {
+        let end = publish_chunk_end(entries, start);
+        let chunk = &entries[start..end];
+        match http.publish(agent, chunk) {
+            Ok(()) => outcomes[start..end].fill(Some(Ok(()))),
+            Err(error) if is_refusal(&error) && chunk.len() > 1 => {
+                for (offset, entry) in chunk.iter().enumerate() {
+                    let result = http.publish(agent, std::slice::from_ref(entry));
+                    let away = result.as_ref().is_err_and(|error| !is_refusal(error));
+                    outcomes[start + offset] = Some(result);
+                    if away {
+                        return outcomes;
+                    }
+                }
+            }
+            Err(error) => {
+                let away = !is_refusal(&error);
+                outcomes[start..end].fill(Some(Err(error)));
+                if away {
+                    return outcomes;
+                }
+            }
+        }
+        start = end;
+    }
+    outcomes
+}
+
+/// Where the request that begins at `start` ends (see [`PUBLISH_REGISTERS`]).
+fn publish_chunk_end(entries: &[PublishEntry<'_>], start: usize) -> usize {
+    let mut bytes = 0;
+    let mut end = start;
+    while end < entries.len() && end - start < PUBLISH_REGISTERS {
+        let entry = &entries[end];
+        // The JSON around an entry (`"name":{"value":…,"metadata":…,"ttl":"…"}`) is
+        // short; an estimate suffices with the margin to regd's limit.
+        let size = entry.name.len()
+            + entry.value.as_str().len()
+            + entry.metadata.map_or(0, |metadata| metadata.as_str().len())
+            + 64;
+        if end > start && bytes + size > PUBLISH_BYTES {
+            break;
+        }
+        bytes += size;
+        end += 1;
+    }
+    end
+}
+
 /// The poll loop for change requests.
 fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP, RETRY_CAP_UNREACHABLE);
@@ -510,54 +596,129 @@ fn run_poller(shared: &Shared, wake: &Receiver<()>, stop: &Receiver<()>) {
             }
             continue;
         }
-        // After a failure, ask without waiting: the answer tells at once that regd is
-        // back (and perhaps restarted), so the registers are written again now.
-        let wait = (!backoff.is_failing()).then_some(POLL_WAIT);
-        let result = shared.http.take_requests(&agent, &names, wait);
-        match result {
-            Ok(requests) => {
-                // Taken requests are gone from regd: hand them over even if the names
-                // changed meanwhile.
-                for (name, value) in requests {
-                    shared.outbox.push(
-                        Key::Request(name.clone()),
-                        ProviderEvent::Request { name, value },
-                    );
-                }
-                if backoff.succeed() {
-                    // regd may have restarted and forgotten the registers: write them all
-                    // again now rather than at their next refresh.
-                    {
-                        let mut state = shared.state.lock();
-                        for register in state.registers.values_mut() {
-                            register.dirty = true;
-                        }
+        let chunks = query_chunks(&names);
+        let next = match chunks[..] {
+            [names] => poll_once(shared, names, generation, &agent, &mut backoff, wake, stop),
+            // More names than one query holds (regd's `--max-uri`, `--max-names`): one
+            // long poll per run of names, each in a thread of its own, until the names
+            // change (which cuts them all short, as for one).
+            _ => thread::scope(|scope| {
+                let agent = &agent;
+                let helpers: Vec<_> = chunks[1..]
+                    .iter()
+                    .map(|names| {
+                        thread::Builder::new()
+                            .name("regd-client-provider-poller".to_string())
+                            .spawn_scoped(scope, move || {
+                                poll_until_changed(shared, names, generation, agent, wake, stop)
+                            })
+                            .expect("spawn a client thread")
+                    })
+                    .collect();
+                let mut next = poll_until_changed(shared, chunks[0], generation, agent, wake, stop);
+                for helper in helpers {
+                    if matches!(helper.join(), Ok(Next::Stop) | Err(_)) {
+                        next = Next::Stop;
                     }
-                    let _ = shared.wake_sender.try_send(());
-                    shared.outbox.push(Key::Status, ProviderEvent::Recovered);
                 }
+                next
+            }),
+        };
+        if matches!(next, Next::Stop) {
+            return;
+        }
+    }
+}
+
+/// What the poller does after a poll.
+enum Next {
+    Again,
+    Stop,
+}
+
+/// Polls one run of names until the provided names change (or the provider stops).
+fn poll_until_changed(
+    shared: &Shared,
+    names: &[String],
+    generation: u64,
+    agent: &Agent,
+    wake: &Receiver<()>,
+    stop: &Receiver<()>,
+) -> Next {
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_CAP, RETRY_CAP_UNREACHABLE);
+    loop {
+        if let Next::Stop = poll_once(shared, names, generation, agent, &mut backoff, wake, stop) {
+            return Next::Stop;
+        }
+        let state = shared.state.lock();
+        if state.stopped {
+            return Next::Stop;
+        }
+        if state.poll_generation != generation {
+            return Next::Again;
+        }
+    }
+}
+
+/// One long poll for `names`, its requests handed over, or its failure reported and
+/// waited out.
+fn poll_once(
+    shared: &Shared,
+    names: &[String],
+    generation: u64,
+    agent: &Agent,
+    backoff: &mut Backoff,
+    wake: &Receiver<()>,
+    stop: &Receiver<()>,
+) -> Next {
+    // After a failure, ask without waiting: the answer tells at once that regd is
+    // back (and perhaps restarted), so the registers are written again now.
+    let wait = (!backoff.is_failing()).then_some(POLL_WAIT);
+    match shared.http.take_requests(agent, names, wait) {
+        Ok(requests) => {
+            // Taken requests are gone from regd: hand them over even if the names
+            // changed meanwhile.
+            for (name, value) in requests {
+                shared.outbox.push(
+                    Key::Request(name.clone()),
+                    ProviderEvent::Request { name, value },
+                );
             }
-            Err(error) => {
-                let state = shared.state.lock();
-                if state.stopped {
-                    return;
+            if backoff.succeed() {
+                // regd may have restarted and forgotten the registers: write them all
+                // again now rather than at their next refresh.
+                {
+                    let mut state = shared.state.lock();
+                    for register in state.registers.values_mut() {
+                        register.dirty = true;
+                    }
                 }
-                if state.poll_generation != generation {
-                    // Cut short on purpose: the names changed.
-                    continue;
-                }
-                drop(state);
-                let pause = backoff.fail_after(&error);
-                log::debug!("provider poll failed, retrying in {pause:?}: {error}");
-                shared
-                    .outbox
-                    .push(Key::Status, ProviderEvent::Failed(error));
-                select! {
-                    recv(wake) -> _ => {}
-                    recv(stop) -> _ => return,
-                    default(pause) => {}
-                }
+                let _ = shared.wake_sender.try_send(());
+                shared.outbox.push(Key::Status, ProviderEvent::Recovered);
             }
+            Next::Again
+        }
+        Err(error) => {
+            let state = shared.state.lock();
+            if state.stopped {
+                return Next::Stop;
+            }
+            if state.poll_generation != generation {
+                // Cut short on purpose: the names changed.
+                return Next::Again;
+            }
+            drop(state);
+            let pause = backoff.fail_after(&error);
+            log::debug!("provider poll failed, retrying in {pause:?}: {error}");
+            shared
+                .outbox
+                .push(Key::Status, ProviderEvent::Failed(error));
+            select! {
+                recv(wake) -> _ => {}
+                recv(stop) -> _ => return Next::Stop,
+                default(pause) => {}
+            }
+            Next::Again
         }
     }
 }

@@ -368,6 +368,62 @@ fn change_requests_reach_the_provider() {
 }
 
 #[test]
+fn a_provider_of_many_registers_writes_refreshes_and_takes_requests_for_all() {
+    // More registers than one PUT may carry (regd's --max-names, 1000 by default), and
+    // more names than one request poll's URL holds (--max-uri, 8192 bytes).
+    let daemon = Daemon::start(&[]);
+    let client = Client::new(&daemon.url()).unwrap();
+    let provider = client.provider();
+    let names: Vec<String> = (0..1500)
+        .map(|index| format!("gateway.many.register.{index:04}"))
+        .collect();
+    let ttl = Duration::from_secs(2);
+    provider
+        .publish_many(
+            names
+                .iter()
+                .map(|name| (name.clone(), Json::from(1), None, ttl)),
+        )
+        .unwrap();
+    assert_eq!(values(&client).len(), 1500);
+    // Refreshed: all still there after two ttls.
+    let started = Instant::now();
+    wait_until("two ttls", || started.elapsed() > 2 * ttl);
+    assert_eq!(values(&client).len(), 1500);
+    // A request for the first and for the last name reaches the provider.
+    for name in [&names[0], &names[1499]] {
+        client.request(name, &Json::from(2)).unwrap();
+        assert_eq!(next_request(&provider), (name.clone(), Json::from(2)));
+    }
+}
+
+#[test]
+fn a_register_regd_refuses_does_not_hold_back_the_others() {
+    let daemon = Daemon::start(&[]);
+    let client = Client::new(&daemon.url()).unwrap();
+    let provider = client.provider();
+    let too_long = "x".repeat(2000);
+    let result = provider.publish_many([
+        ("good.one".to_string(), Json::from(1), None, TTL),
+        (too_long.clone(), Json::from(2), None, TTL),
+        ("good.two".to_string(), Json::from(3), None, TTL),
+    ]);
+    assert_eq!(result.unwrap_err().status(), Some(400));
+    assert_eq!(
+        values(&client),
+        BTreeMap::from([
+            ("good.one".to_string(), "1".to_string()),
+            ("good.two".to_string(), "3".to_string())
+        ])
+    );
+    assert!(!provider.names().contains(&too_long));
+    assert_eq!(provider.names().len(), 2);
+    // The request poll no longer asks for the refused name (regd refused it too).
+    client.request("good.two", &Json::from(4)).unwrap();
+    assert_eq!(next_request(&provider), ("good.two".into(), Json::from(4)));
+}
+
+#[test]
 fn request_and_wait_says_whether_the_provider_applied_it() {
     let daemon = Daemon::start(&[]);
     let client = Client::new(&daemon.url()).unwrap();
