@@ -1301,6 +1301,73 @@ fn two_gateways_on_one_broker() {
 }
 
 #[test]
+fn many_registers_cross_between_gateways() {
+    // More than one PUT may carry (regd's --max-names) and more than one request
+    // poll's URL holds (--max-uri), plus a topic whose name regd refuses (longer than
+    // its --max-name): everything else crosses, stays, and takes change requests.
+    let Some((broker, regd_a)) = broker_and_regd() else {
+        return;
+    };
+    let regd_b = Daemon::start(&[]);
+    for part in 0..3 {
+        let registers: Vec<String> = (part * 500..(part + 1) * 500)
+            .map(|index| {
+                format!("\"hall.sensor.{index:04}\":{{\"value\":{index},\"ttl\":\"60s\"}}")
+            })
+            .collect();
+        put(
+            &regd_a,
+            &format!("{{\"registers\":{{{}}}}}", registers.join(",")),
+        );
+    }
+    let _a = Bridge::start(&regd_a, &broker, &["--prefix", "regd/A"]);
+    wait_until("A's registers retained", || {
+        broker
+            .retained("regd/A/hall/sensor/1499")
+            .contains_key("regd/A/hall/sensor/1499")
+    });
+    let refused = format!("regd/A/{}", "y".repeat(1100));
+    broker.publish(&["-r", "-q", "1", "-t", &refused, "-m", "1"]);
+    let b = Bridge::start(
+        &regd_b,
+        &broker,
+        &[
+            "--prefix",
+            "regd/B",
+            "--import",
+            "regd/A/#",
+            "--import-ttl",
+            "2s",
+        ],
+    );
+    let imported = || {
+        values(&regd_b)
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|name| name.starts_with("regd.A.hall.sensor."))
+            .count()
+    };
+    wait_until("A's 1,500 registers on B", || imported() == 1500);
+    b.wait_for_log("regd refused an imported register");
+    // Refreshed while connected: all still there after two import ttls.
+    let started = Instant::now();
+    wait_until("two import ttls", || {
+        started.elapsed() > Duration::from_secs(4)
+    });
+    assert_eq!(imported(), 1500);
+    // A change request on B for one of them reaches A as a change request.
+    regd_b.put(
+        "/consumer",
+        r#"{"registers":{"regd.A.hall.sensor.1499":{"value":7}}}"#,
+    );
+    wait_until("the request on A", || {
+        regd_a.get("/provider?name=hall.sensor.1499").body
+            == r#"{"registers":{"hall.sensor.1499":{"value":7}}}"#
+    });
+}
+
+#[test]
 fn imported_registers_expire_when_the_broker_goes_away() {
     let Some((mut broker, regd)) = broker_and_regd() else {
         return;

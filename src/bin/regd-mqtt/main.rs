@@ -145,15 +145,20 @@ fn plan(config: &Config) -> (Options, Plan) {
         id: config.gateway_id.clone(),
         discovery_prefix: config.discovery_prefix.clone(),
     });
+    // Change requests come at QoS 1 (issue 13). What is read for its retained state
+    // (imports, discovery configs) comes at QoS 0: with a clean session QoS 1 adds
+    // nothing to TCP's delivery, and brokers cut the QoS 1 messages queued for one
+    // client (Mosquitto's max_queued_messages, 1000 by default) — a gateway importing
+    // another's 1,500 registers got the retained state of about 500 of them.
     let mut subscriptions = vec![(topics.filter(), QoS::AtLeastOnce)];
     if let Some(gateway) = &gateway {
         subscriptions.push((gateway.status_topic(), QoS::AtLeastOnce));
         for filter in gateway.filters() {
-            subscriptions.push((filter, QoS::AtLeastOnce));
+            subscriptions.push((filter, QoS::AtMostOnce));
         }
     }
     for filter in &config.imports {
-        subscriptions.push((filter.clone(), QoS::AtLeastOnce));
+        subscriptions.push((filter.clone(), QoS::AtMostOnce));
     }
     let options = Options {
         broker: config.broker.clone(),
