@@ -791,11 +791,11 @@ fn home_assistant_discovery() {
     });
     let config =
         |topic: &str| -> serde_json::Value { serde_json::from_str(&retained[topic].0).unwrap() };
-    let sensor = config("homeassistant/sensor/regd--gw--hall_temperature/config");
+    let sensor = config("homeassistant/sensor/regd--regd-2fgw--hall_temperature/config");
     assert_eq!(sensor["state_topic"], "regd/gw/hall/temperature");
     assert_eq!(sensor["unit_of_measurement"], "°C");
     assert_eq!(sensor["device_class"], "temperature");
-    assert_eq!(sensor["unique_id"], "regd--gw--hall_temperature");
+    assert_eq!(sensor["unique_id"], "regd--regd-2fgw--hall_temperature");
     // Home Assistant's form for an entity with a unique id: the object id is the
     // unique id, no node level; the entity id comes from default_entity_id.
     assert!(
@@ -812,16 +812,16 @@ fn home_assistant_discovery() {
         sensor["availability"][0]["topic"],
         "regd/gw/hall/temperature/availability"
     );
-    assert_eq!(sensor["device"]["identifiers"][0], "regd--gw");
+    assert_eq!(sensor["device"]["identifiers"][0], "regd--regd-2fgw");
     assert!(sensor.get("command_topic").is_none());
-    let switch = config("homeassistant/switch/regd--gw--hall_lamp/config");
+    let switch = config("homeassistant/switch/regd--regd-2fgw--hall_lamp/config");
     assert_eq!(switch["command_topic"], "regd/gw/hall/lamp/set");
-    assert!(retained.contains_key("homeassistant/binary_sensor/regd--gw--window/config"));
+    assert!(retained.contains_key("homeassistant/binary_sensor/regd--regd-2fgw--window/config"));
     assert_eq!(
-        config("homeassistant/number/regd--gw--setpoint/config")["max"],
+        config("homeassistant/number/regd--regd-2fgw--setpoint/config")["max"],
         30
     );
-    assert!(retained.contains_key("homeassistant/text/regd--gw--label/config"));
+    assert!(retained.contains_key("homeassistant/text/regd--regd-2fgw--label/config"));
 
     // Home Assistant's switch sends payload_on; it arrives in regd as true.
     broker.publish(&[
@@ -847,11 +847,42 @@ fn home_assistant_discovery() {
 
     // A register gone for good (past --discovery-remove-after): its entity goes.
     regd.request("DELETE", "/provider?name=brief", "");
-    subscriber.wait_last("homeassistant/sensor/regd--gw--brief/config", "");
+    subscriber.wait_last("homeassistant/sensor/regd--regd-2fgw--brief/config", "");
     wait_until("brief's config removed", || {
-        !configs(&broker).contains_key("homeassistant/sensor/regd--gw--brief/config")
+        !configs(&broker).contains_key("homeassistant/sensor/regd--regd-2fgw--brief/config")
     });
     assert_eq!(configs(&broker).len(), 5);
+
+    // A second bridge on the same host (the same gateway id) with its own prefix has
+    // entities of its own: neither overwrites the other's.
+    let _second = Bridge::start(
+        &regd,
+        &broker,
+        &[
+            "--prefix",
+            "regd/gw2",
+            "--gateway-id",
+            "gw",
+            "--discovery",
+            "homeassistant",
+        ],
+    );
+    let state_topic = |retained: &BTreeMap<String, (String, u8)>, topic: &str| {
+        retained.get(topic).map(|(payload, _)| {
+            serde_json::from_str::<serde_json::Value>(payload).unwrap()["state_topic"].clone()
+        })
+    };
+    wait_until("the second bridge's entities", || {
+        let retained = configs(&broker);
+        state_topic(
+            &retained,
+            "homeassistant/sensor/regd--regd-2fgw2--hall_temperature/config",
+        ) == Some(serde_json::json!("regd/gw2/hall/temperature"))
+            && state_topic(
+                &retained,
+                "homeassistant/sensor/regd--regd-2fgw--hall_temperature/config",
+            ) == Some(serde_json::json!("regd/gw/hall/temperature"))
+    });
 }
 
 #[test]

@@ -63,18 +63,22 @@ impl Component {
 pub struct Gateway {
     pub id: String,
     pub discovery_prefix: String,
+    /// The bridge's topic prefix: what tells two bridges apart, as it does for their
+    /// client ids (two bridges on one host share the host name, the default id).
+    pub prefix: String,
 }
 
 impl Gateway {
-    /// The gateway id, escaped as [`entity_id`] does.
+    /// The bridge's part of unique ids and of its device's identifier: the prefix,
+    /// escaped as [`entity_id`] does (`regd/gw` → `regd-2fgw`).
     pub fn node_id(&self) -> String {
-        entity_id(&self.id)
+        entity_id(&self.prefix)
     }
 
     /// A register's `unique_id`, which is also the `<object_id>` of its config topic
     /// (Home Assistant's advice for entities with a unique id: no `<node_id>` level).
     /// Injective: an [`entity_id`] never holds `--` (a `-` is followed by hex digits),
-    /// so the first `--` after `regd--` ends the gateway's part.
+    /// so the first `--` after `regd--` ends the bridge's part.
     pub fn unique_id(&self, name: &str) -> String {
         format!("regd--{}--{}", self.node_id(), entity_id(name))
     }
@@ -235,14 +239,17 @@ pub fn config(
     let metadata = metadata_object(register.metadata.as_ref());
     let node = gateway.node_id();
     let object = entity_id(name);
+    // Entity ids read well (`sensor.regd_gw_hall_temperature`) and need not be unique:
+    // Home Assistant appends `_2` to a taken one; the unique id is what identifies.
+    let readable = format!("regd_{}_{object}", entity_id(&gateway.id));
     let mut config = json!({
         "name": name,
         "unique_id": gateway.unique_id(name),
         // `object_id` for Home Assistant before 2025.10, which knows no
         // `default_entity_id`; later ones take `default_entity_id` and, when it is
         // there, do not warn about the deprecated `object_id`.
-        "object_id": format!("regd_{node}_{object}"),
-        "default_entity_id": default_entity_id(component, &format!("regd_{node}_{object}")),
+        "object_id": readable,
+        "default_entity_id": default_entity_id(component, &readable),
         "state_topic": topic,
         "json_attributes_topic": Topics::attribute(topic, topics::METADATA),
         "availability": [
@@ -368,6 +375,7 @@ mod tests {
         let gateway = Gateway {
             id: "gw.1".to_string(),
             discovery_prefix: "homeassistant".to_string(),
+            prefix: "regd/gw.1".to_string(),
         };
         let topics = Topics::new("regd/gw.1").unwrap();
         let register = register(
@@ -382,7 +390,7 @@ mod tests {
             &register,
         );
         let config: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(config["unique_id"], "regd--gw_1--hall_lamp");
+        assert_eq!(config["unique_id"], "regd--regd-2fgw_1--hall_lamp");
         assert_eq!(config["object_id"], "regd_gw_1_hall_lamp");
         assert_eq!(config["default_entity_id"], "switch.regd_gw_1_hall_lamp");
         assert_eq!(config["state_topic"], "regd/gw.1/hall/lamp");
@@ -397,21 +405,21 @@ mod tests {
         );
         assert_eq!(config["availability"][1]["topic"], "regd/gw.1/bridge/state");
         assert_eq!(config["availability_mode"], "all");
-        assert_eq!(config["device"]["identifiers"][0], "regd--gw_1");
+        assert_eq!(config["device"]["identifiers"][0], "regd--regd-2fgw_1");
         assert_eq!(
             gateway.config_topic(Component::Switch, "hall.lamp"),
-            "homeassistant/switch/regd--gw_1--hall_lamp/config"
+            "homeassistant/switch/regd--regd-2fgw_1--hall_lamp/config"
         );
         assert_eq!(
-            gateway.parse_config_topic("homeassistant/switch/regd--gw_1--hall_lamp/config"),
+            gateway.parse_config_topic("homeassistant/switch/regd--regd-2fgw_1--hall_lamp/config"),
             Some((Component::Switch, "hall.lamp".to_string()))
         );
         for other in [
             "homeassistant/switch/regd--other--hall_lamp/config",
-            "homeassistant/switch/regd--gw_1-2d--x/config",
+            "homeassistant/switch/regd--regd-2fgw_1-2d--x/config",
             "homeassistant/switch/gw_1/hall_lamp/config",
-            "homeassistant/switch/regd--gw_1--hall_lamp/config/x",
-            "homeassistant/light/regd--gw_1--hall_lamp/config",
+            "homeassistant/switch/regd--regd-2fgw_1--hall_lamp/config/x",
+            "homeassistant/light/regd--regd-2fgw_1--hall_lamp/config",
         ] {
             assert_eq!(gateway.parse_config_topic(other), None, "{other}");
         }
@@ -431,6 +439,7 @@ mod tests {
         let gateway = Gateway {
             id: "gw".to_string(),
             discovery_prefix: "ha".to_string(),
+            prefix: "regd/gw".to_string(),
         };
         let topics = Topics::new("regd/gw").unwrap();
         let register = register(
@@ -512,7 +521,11 @@ mod tests {
             let id = entity_id(&name);
             prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
             prop_assert_eq!(name_of_entity_id(&id), Some(name.clone()));
-            let gateway = Gateway { id: "gw".to_string(), discovery_prefix: "ha".to_string() };
+            let gateway = Gateway {
+                id: "gw".to_string(),
+                discovery_prefix: "ha".to_string(),
+                prefix: "regd/gw".to_string(),
+            };
             for component in Component::ALL {
                 prop_assert_eq!(
                     gateway.parse_config_topic(&gateway.config_topic(component, &name)),

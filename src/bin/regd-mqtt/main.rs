@@ -144,6 +144,7 @@ fn plan(config: &Config) -> (Options, Plan) {
     let gateway = config.discovery.as_ref().map(|_| Gateway {
         id: config.gateway_id.clone(),
         discovery_prefix: config.discovery_prefix.clone(),
+        prefix: topics.prefix().to_string(),
     });
     // Change requests come at QoS 1 (issue 13). What is read for its retained state
     // (imports, discovery configs) comes at QoS 0: with a clean session QoS 1 adds
