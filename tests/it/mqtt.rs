@@ -1081,15 +1081,18 @@ fn faults_are_logged_and_the_bridge_goes_on() {
     let guarded = Broker::with_config(&format!(
         "allow_anonymous false\npassword_file {passwords}\n"
     ));
+    let with_password = |file: &str| {
+        Bridge::spawn(
+            &regd.url(),
+            &guarded.url(),
+            &["--username", "bridge", "--password-file", file],
+            &[],
+        )
+    };
     let wrong = directory.file("wrong");
     std::fs::write(&wrong, "wrong\n").unwrap();
     std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let mut refused = Bridge::spawn(
-        &regd.url(),
-        &guarded.url(),
-        &["--username", "bridge", "--password-file", &wrong],
-        &[],
-    );
+    let mut refused = with_password(&wrong);
     refused.wait_for_log("(CONNACK code");
     assert!(
         refused
@@ -1113,12 +1116,7 @@ fn faults_are_logged_and_the_bridge_goes_on() {
     let right = directory.file("right");
     std::fs::write(&right, "right\n").unwrap();
     std::fs::set_permissions(&right, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let accepted = Bridge::spawn(
-        &regd.url(),
-        &guarded.url(),
-        &["--username", "bridge", "--password-file", &right],
-        &[],
-    );
+    let accepted = with_password(&right);
     accepted.wait_connects(1);
     drop(accepted);
     // A password file every user may read (as a plain `echo secret > file` makes it) is
@@ -1126,24 +1124,14 @@ fn faults_are_logged_and_the_bridge_goes_on() {
     // which the bridge survives as above.
     std::fs::set_permissions(&right, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let readable = Bridge::spawn(
-        &regd.url(),
-        &guarded.url(),
-        &["--username", "bridge", "--password-file", &right],
-        &[],
-    );
+    let readable = with_password(&right);
     readable.wait_connects(1);
     assert!(
         readable
             .stderr()
             .contains("readable by every user (mode 644); run `chmod 600")
     );
-    let mut refused = Bridge::spawn(
-        &regd.url(),
-        &guarded.url(),
-        &["--username", "bridge", "--password-file", &wrong],
-        &[],
-    );
+    let mut refused = with_password(&wrong);
     refused.wait_for_log("check --username and --password-file");
     assert!(refused.is_running());
 }
@@ -1213,6 +1201,22 @@ fn a_topic_that_is_not_utf8_is_skipped_with_a_warning() {
     assert_eq!(values(&regd).as_object().unwrap().len(), 1);
 }
 
+/// Gateway B's bridge (prefix `regd/B`), importing gateway A's prefix.
+fn gateway_b_importing_a(regd: &Daemon, broker: &Broker, import_ttl: &str) -> Bridge {
+    Bridge::start(
+        regd,
+        broker,
+        &[
+            "--prefix",
+            "regd/B",
+            "--import",
+            "regd/A/#",
+            "--import-ttl",
+            import_ttl,
+        ],
+    )
+}
+
 #[test]
 fn two_gateways_on_one_broker() {
     let Some((broker, regd_a)) = broker_and_regd() else {
@@ -1241,18 +1245,7 @@ fn two_gateways_on_one_broker() {
         &broker,
         &["--prefix", "regd/A", "--import", "regd/B/#"],
     );
-    let _b = Bridge::start(
-        &regd_b,
-        &broker,
-        &[
-            "--prefix",
-            "regd/B",
-            "--import",
-            "regd/A/#",
-            "--import-ttl",
-            "5s",
-        ],
-    );
+    let _b = gateway_b_importing_a(&regd_b, &broker, "5s");
     // A's registers appear on B, named by their topics, with their metadata and origin.
     wait_until("A's registers on B", || {
         let b = values(&regd_b);
@@ -1359,18 +1352,7 @@ fn many_registers_cross_between_gateways() {
     });
     let refused = format!("regd/A/{}", "y".repeat(1100));
     broker.publish(&["-r", "-q", "1", "-t", &refused, "-m", "1"]);
-    let b = Bridge::start(
-        &regd_b,
-        &broker,
-        &[
-            "--prefix",
-            "regd/B",
-            "--import",
-            "regd/A/#",
-            "--import-ttl",
-            "2s",
-        ],
-    );
+    let b = gateway_b_importing_a(&regd_b, &broker, "2s");
     let imported = || {
         values(&regd_b)
             .as_object()
