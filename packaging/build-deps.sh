@@ -4,6 +4,8 @@
 # library links, qemu knows the ARM1176, zig runs). Idempotent: when everything is
 # present it installs nothing and takes a few seconds.
 set -euo pipefail
+# shellcheck source=packaging/apt-install.sh
+source "$(dirname "$0")/apt-install.sh"
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages, each named for what needs it. They are installed without their
@@ -22,17 +24,7 @@ packages=(
     curl                    # test.sh talks to the daemons
     file                    # test.sh checks what each binary is
 )
-missing=()
-for package in "${packages[@]}"; do
-    if [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" != "install ok installed" ]; then
-        missing+=("$package")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "build-deps: installing ${missing[*]}"
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing build-deps "${packages[@]}"
 
 # Rust: the stable cross targets (armv7 for the glibc baseline of bench-arm32.sh), and
 # nightly with its std sources for the ARMv6 build: rustup's prebuilt std for the ARMv6

@@ -4,6 +4,8 @@
 # runnable (binfmt_misc), which mmdebstrap needs to configure an ARM root. Idempotent:
 # with everything present it installs nothing and takes a second.
 set -euo pipefail
+# shellcheck source=packaging/apt-install.sh
+source "$(dirname "$0")/apt-install.sh"
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(
@@ -15,17 +17,7 @@ packages=(
     binfmt-support        # update-binfmts registers qemu-user-static with the kernel
     e2fsprogs             # mkfs.ext4 -d: the ARM systems' disks, without a loop mount
 )
-missing=()
-for package in "${packages[@]}"; do
-    if [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" != "install ok installed" ]; then
-        missing+=("$package")
-    fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "packaging/e2e-deps.sh: installing ${missing[*]}"
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing packaging/e2e-deps.sh "${packages[@]}"
 
 # binfmt_misc: the kernel runs an arm64 or armhf ELF through qemu-user-static. With no
 # systemd as PID 1 (a container, or CI's machine) nothing mounts it.
