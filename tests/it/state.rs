@@ -191,6 +191,88 @@ fn sigterm_then_restart_keeps_registers_requests_and_revision() {
     daemon.wait_for_log("the last run stopped cleanly");
 }
 
+/// A regd process a test started by hand, killed when the test ends, pass or fail.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_sigterm_while_regd_restores_its_state_ends_it_cleanly_with_its_final_save() {
+    let state = StateDir::new();
+    first_run(&state, &registers(&[("x", "1")]));
+    // run.json becomes a named pipe, so regd's restore waits on it until the test has
+    // sent SIGTERM: the signal lands in the middle of start-up, every time.
+    let run_file = state.file("run.json");
+    let run_record = std::fs::read(&run_file).unwrap();
+    std::fs::remove_file(&run_file).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&run_file)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut command = program(env!("CARGO_BIN_EXE_regd"));
+    command
+        .args(["--addr", "127.0.0.1:0", "--state-dir", &state.arg()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut regd = Started(command.spawn().expect("start regd"));
+    let pid = regd.0.id();
+    // Opening a pipe for writing returns once its reader opens it: once regd, past
+    // the start of its restore, opens run.json.
+    let (opened, open) = std::sync::mpsc::channel();
+    let writer = {
+        let run_file = run_file.clone();
+        std::thread::spawn(move || {
+            let _ = opened.send(std::fs::OpenOptions::new().write(true).open(&run_file));
+        })
+    };
+    let mut pipe = match open.recv_timeout(PATIENCE) {
+        Ok(pipe) => pipe.unwrap(),
+        Err(_) => {
+            drop(regd);
+            // Unblocks the writer's open, so no thread of this test outlives it.
+            let _ = std::fs::File::open(&run_file);
+            let _ = writer.join();
+            panic!("regd did not open run.json within {PATIENCE:?}");
+        }
+    };
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // (Fails with EPIPE if the signal killed regd; its exit status tells.)
+    let _ = std::io::Write::write_all(&mut pipe, &run_record);
+    drop(pipe);
+    writer.join().unwrap();
+    let mut exit = None;
+    wait_until("regd exits", || {
+        exit = regd.0.try_wait().unwrap();
+        exit.is_some()
+    });
+    let mut log = String::new();
+    std::io::Read::read_to_string(regd.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(exit.unwrap().success(), "a clean stop, not a kill: {log}");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("state saved to"),
+        "{log}"
+    );
+
+    let daemon = state.start(&[], &[]);
+    daemon.wait_for_log("the last run stopped cleanly");
+    daemon
+        .get("/consumer")
+        .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+}
+
 #[test]
 fn a_long_poll_with_an_old_index_waits_across_a_clean_restart() {
     let state = StateDir::new();

@@ -48,6 +48,11 @@ fn run() -> Result<(), Error> {
     settings.finish()?;
     regd::logger::init(level);
 
+    // Caught from before the state is restored: a SIGTERM that arrives while regd
+    // starts waits in the handler's queue and ends it cleanly, with its final save,
+    // instead of killing it (which the next start would count as a crash).
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
+    let signals_handle = signals.handle();
     let server = match inherited_listener()? {
         Some(listener) => Server::from_listener(config.clone(), listener),
         None => Server::bind(config.clone()),
@@ -61,8 +66,6 @@ fn run() -> Result<(), Error> {
     drop(stdout);
     log_configuration(&config, address);
 
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
-    let signals_handle = signals.handle();
     let shutdown = server.shutdown_handle();
     let signal_thread = thread::Builder::new()
         .name("regd-signals".to_string())
