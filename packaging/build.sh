@@ -36,6 +36,21 @@ copy_binaries() {
     done
 }
 
+# cargo-deb writes `Depends:` even when `$auto` finds nothing, as for static binaries,
+# and an empty field is wrong in a control file (lintian: empty-field). Rebuilds the
+# package without it; files, modes, conffiles and maintainer scripts stay as they are.
+drop_empty_depends() {
+    local deb=$1 tree
+    tree=$(mktemp -d)
+    chmod 0755 "$tree" # the package's ./ entry: mktemp makes it 0700
+    dpkg-deb --raw-extract "$deb" "$tree"
+    if grep -q '^Depends: *$' "$tree/DEBIAN/control"; then
+        sed -i '/^Depends: *$/d' "$tree/DEBIAN/control"
+        dpkg-deb --root-owner-group -Zxz --build "$tree" "$deb" >/dev/null
+    fi
+    rm -rf "$tree"
+}
+
 rm -rf dist
 mkdir -p dist
 for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
@@ -65,6 +80,7 @@ CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C target-cpu=arm1176jzf-s 
 echo "ARMv6 build: $((SECONDS - started)) s"
 # cargo-deb warns that it finds no $auto dependencies: right, static binaries need none.
 cargo deb --locked --target arm-unknown-linux-musleabihf --no-build --strip --output dist/
+drop_empty_depends "dist/regd_${version}-1_armhf.deb"
 # Stripped as cargo-deb strips the packaged copies (same tool, same options), so the
 # static binaries and the packaged ones are the same bytes; test.sh checks that.
 for binary in $binaries; do
