@@ -191,16 +191,6 @@ fn sigterm_then_restart_keeps_registers_requests_and_revision() {
     daemon.wait_for_log("the last run stopped cleanly");
 }
 
-/// A regd process a test started by hand, killed when the test ends, pass or fail.
-struct Started(std::process::Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_sigterm_while_regd_restores_its_state_ends_it_cleanly_with_its_final_save() {
     let state = StateDir::new();
@@ -218,13 +208,8 @@ fn a_sigterm_while_regd_restores_its_state_ends_it_cleanly_with_its_final_save()
             .success()
     );
     let mut command = program(env!("CARGO_BIN_EXE_regd"));
-    command
-        .args(["--addr", "127.0.0.1:0", "--state-dir", &state.arg()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut regd = Started(command.spawn().expect("start regd"));
-    let pid = regd.0.id();
+    command.args(["--addr", "127.0.0.1:0", "--state-dir", &state.arg()]);
+    let regd = Starting::spawn(&mut command);
     // Opening a pipe for writing returns once its reader opens it: once regd, past
     // the start of its restore, opens run.json.
     let (opened, open) = std::sync::mpsc::channel();
@@ -244,23 +229,15 @@ fn a_sigterm_while_regd_restores_its_state_ends_it_cleanly_with_its_final_save()
             panic!("regd did not open run.json within {PATIENCE:?}");
         }
     };
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    regd.signal("TERM");
     // (Fails with EPIPE if the signal killed regd; its exit status tells.)
     let _ = std::io::Write::write_all(&mut pipe, &run_record);
     drop(pipe);
     writer.join().unwrap();
-    let mut exit = None;
-    wait_until("regd exits", || {
-        exit = regd.0.try_wait().unwrap();
-        exit.is_some()
-    });
-    let mut log = String::new();
-    std::io::Read::read_to_string(regd.0.stderr.as_mut().unwrap(), &mut log).unwrap();
-    assert!(exit.unwrap().success(), "a clean stop, not a kill: {log}");
+    let mut regd = regd.announced();
+    let exit = regd.wait_exit();
+    let log = regd.stderr();
+    assert!(exit.success(), "a clean stop, not a kill: {log}");
     assert!(
         log.contains("SIGTERM received") && log.contains("state saved to"),
         "{log}"

@@ -105,61 +105,7 @@ impl Daemon {
     /// Starts a command that runs regd (for example under `sh -c 'ulimit …; exec regd'`)
     /// and waits, at most [`PATIENCE`], for it to announce its address.
     pub fn start_command(command: &mut Command) -> Daemon {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start regd");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_thread = {
-            let mut pipe = child.stderr.take().expect("stderr");
-            let stderr = stderr.clone();
-            thread::spawn(move || {
-                let mut reader = BufReader::new(&mut pipe);
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    stderr.lock().unwrap().push_str(&line);
-                    line.clear();
-                }
-            })
-        };
-        let stdout = child.stdout.take().expect("stdout");
-        let (announced, announcement) = mpsc::channel();
-        // Reads the one line regd prints, or the end of the pipe if it exits first.
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = announced.send(line);
-        });
-        let fail = |child: &mut Child, why: String| -> ! {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{why}; stderr {:?}", stderr.lock().unwrap())
-        };
-        let line = match announcement.recv_timeout(PATIENCE) {
-            Ok(line) => line,
-            Err(_) => fail(
-                &mut child,
-                format!("regd did not announce its address within {PATIENCE:?}"),
-            ),
-        };
-        let address = match line
-            .trim()
-            .strip_prefix("listening on http://")
-            .and_then(|address| address.parse().ok())
-        {
-            Some(address) => address,
-            None => fail(
-                &mut child,
-                format!("regd did not announce its address; stdout {line:?}"),
-            ),
-        };
-        Daemon {
-            child: Some(child),
-            address,
-            stderr,
-            stderr_thread: Some(stderr_thread),
-        }
+        Starting::spawn(command).announced()
     }
 
     /// `http://127.0.0.1:PORT`
@@ -218,12 +164,7 @@ impl Daemon {
 
     /// Sends a signal (by name, such as "TERM") to the daemon.
     pub fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        send_signal(self.pid(), name);
     }
 
     /// Waits for the daemon to exit by itself and returns its status.
@@ -260,6 +201,115 @@ impl Drop for Daemon {
             eprintln!("--- regd stderr ---\n{}", self.stderr());
         }
     }
+}
+
+/// A regd that was started and has not announced its address yet: a test that acts
+/// during start-up holds this, then waits for the announcement.
+pub struct Starting {
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<thread::JoinHandle<()>>,
+    announcement: mpsc::Receiver<String>,
+}
+
+impl Starting {
+    /// Starts a command that runs regd, with its stdout and stderr captured.
+    pub fn spawn(command: &mut Command) -> Starting {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start regd");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_thread = {
+            let mut pipe = child.stderr.take().expect("stderr");
+            let stderr = stderr.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(&mut pipe);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    stderr.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            })
+        };
+        let stdout = child.stdout.take().expect("stdout");
+        let (announced, announcement) = mpsc::channel();
+        // Reads the one line regd prints, or the end of the pipe if it exits first.
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = announced.send(line);
+        });
+        Starting {
+            child: Some(child),
+            stderr,
+            stderr_thread: Some(stderr_thread),
+            announcement,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal (by name, such as "TERM") to the starting daemon.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.pid(), name);
+    }
+
+    /// Waits, at most [`PATIENCE`], for regd to announce its address.
+    pub fn announced(mut self) -> Daemon {
+        let mut child = self.child.take().expect("running");
+        let stderr = self.stderr.clone();
+        let fail = |child: &mut Child, why: String| -> ! {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{why}; stderr {:?}", stderr.lock().unwrap())
+        };
+        let line = match self.announcement.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(_) => fail(
+                &mut child,
+                format!("regd did not announce its address within {PATIENCE:?}"),
+            ),
+        };
+        let address = match line
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|address| address.parse().ok())
+        {
+            Some(address) => address,
+            None => fail(
+                &mut child,
+                format!("regd did not announce its address; stdout {line:?}"),
+            ),
+        };
+        Daemon {
+            child: Some(child),
+            address,
+            stderr: self.stderr.clone(),
+            stderr_thread: self.stderr_thread.take(),
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal (by name, such as "TERM") to a process, with kill(1).
+fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
 }
 
 /// The tokens of [`TokenFile::new`], one per role.
