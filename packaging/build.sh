@@ -37,18 +37,27 @@ copy_binaries() {
 }
 
 # cargo-deb writes `Depends:` even when `$auto` finds nothing, as for static binaries,
-# and an empty field is wrong in a control file (lintian: empty-field). Rebuilds the
-# package without it; files, modes, conffiles and maintainer scripts stay as they are.
+# and an empty field is wrong in a control file (lintian: empty-field). Drops it from
+# the control member; the data member (every file of the package) is kept byte for byte.
 drop_empty_depends() {
-    local deb=$1 tree
-    tree=$(mktemp -d)
-    chmod 0755 "$tree" # the package's ./ entry: mktemp makes it 0700
-    dpkg-deb --raw-extract "$deb" "$tree"
-    if grep -q '^Depends: *$' "$tree/DEBIAN/control"; then
-        sed -i '/^Depends: *$/d' "$tree/DEBIAN/control"
-        dpkg-deb --root-owner-group -Zxz --build "$tree" "$deb" >/dev/null
-    fi
-    rm -rf "$tree"
+    local deb=$1 work
+    work=$(mktemp -d)
+    cp "$deb" "$work/package.deb"
+    (
+        cd "$work"
+        ar x package.deb debian-binary control.tar.xz data.tar.xz
+        mkdir control
+        tar -xJf control.tar.xz -C control
+        if grep -q '^Depends: *$' control/control; then
+            sed -i '/^Depends: *$/d' control/control
+            tar -cJf control.tar.xz -C control --owner=0 --group=0 --numeric-owner \
+                $(tar -tJf control.tar.xz)
+            rm package.deb
+            ar rcD package.deb debian-binary control.tar.xz data.tar.xz
+        fi
+    )
+    cp "$work/package.deb" "$deb"
+    rm -rf "$work"
 }
 
 rm -rf dist

@@ -294,6 +294,10 @@ step "lintian"
 for deb in dist/*.deb; do
     echo "--- $deb"
     lintian --fail-on error,warning --suppress-tags-from-file packaging/lintian-suppressed-tags.txt "$deb"
+    # cargo-deb wraps a description too long for one line, and apt then shows half of it.
+    synopsis=$(dpkg-deb -f "$deb" Description | head -n 1)
+    [ "$synopsis" = "$description" ] ||
+        fail "$deb: its synopsis is \"$synopsis\", not Cargo.toml's description (keep that under 80 characters)"
 done
 
 echo
