@@ -98,8 +98,14 @@ impl Error {
                     reason: format!("invalid URI {uri:?}"),
                 };
             }
-            ureq::Error::Protocol(_) | ureq::Error::Http(_) => {
+            ureq::Error::Protocol(_) => {
                 return Error::Protocol(format!("regd at {url} answered invalid HTTP: {error}"));
+            }
+            // Refused before anything is sent: the request itself cannot be HTTP.
+            ureq::Error::Http(_) => {
+                return Error::Input(format!(
+                    "the request to {url} cannot be sent ({error}); register names travel in its URL, so a name, or the list of names, is probably too long"
+                ));
             }
             other => other.to_string().to_lowercase(),
         };

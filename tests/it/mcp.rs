@@ -542,9 +542,18 @@ fn set_register_publishes_for_its_ttl_and_refuses_a_long_one() {
     mentions(
         &mcp.tool_error(
             "set_register",
-            json!({"name": "x", "value": 1, "metadata": [1]}),
+            json!({"name": "x", "value": 1, "metadata": "[1]"}),
         ),
         &["arguments.metadata must be a JSON object"],
+    );
+    // Outside the input schema (an object, JSON text or null): invalid params.
+    error_code(
+        &mcp.request(
+            "tools/call",
+            json!({"name": "set_register", "arguments": {"name": "x", "value": 1, "metadata": [1]}}),
+        ),
+        -32602,
+        "arguments.metadata must be a JSON object",
     );
     assert_eq!(value(&daemon, "x"), None);
 }
@@ -849,6 +858,15 @@ fn a_subscription_regd_refuses_is_refused_and_the_others_stay_notified() {
         -32602,
         "at most 16 bytes",
     );
+    // Too long for a URL at all: refused before it is sent, and still the client's.
+    let huge = format!("reg://{}", "n".repeat(70_000));
+    for method in ["resources/subscribe", "resources/read"] {
+        error_code(
+            &mcp.request(method, json!({"uri": huge})),
+            -32602,
+            "a name, or the list of names, is probably too long",
+        );
+    }
     // The refused name is not in the batched long poll, which goes on for the others.
     wait_for_held_polls(&daemon, 1);
     publish(&daemon, &[("good", "1", "60s")]);
@@ -1066,10 +1084,19 @@ fn names_over_regds_limits_are_tool_errors() {
         &mcp.tool_error("wait_for_change", json!({"names": [long], "wait": "1s"})),
         &["at most 16 bytes"],
     );
-    let many: Vec<String> = (0..101).map(|n| n.to_string()).collect();
     mentions(
-        &mcp.tool_error("wait_for_change", json!({"names": many})),
-        &["at most 100"],
+        &mcp.tool_error("get_register", json!({"name": "n".repeat(70_000)})),
+        &["cannot be sent", "probably too long"],
+    );
+    // More names than the input schema's maxItems: invalid params.
+    let many: Vec<String> = (0..101).map(|n| n.to_string()).collect();
+    error_code(
+        &mcp.request(
+            "tools/call",
+            json!({"name": "wait_for_change", "arguments": {"names": many}}),
+        ),
+        -32602,
+        "at most 100",
     );
     assert_eq!(mcp.result("ping", json!({})), json!({}));
 }

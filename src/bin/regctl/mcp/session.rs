@@ -544,13 +544,16 @@ fn regd_failure(error: regd::client::Error) -> Failure {
 }
 
 /// regd refused a request for the register a resource URI names: a name over its
-/// limits is the client's invalid params; anything else is the server's failure.
+/// limits (or too long for a URL at all) is the client's invalid params; anything else
+/// is the server's failure.
 fn uri_failure(error: regd::client::Error) -> Failure {
-    match error.status() {
-        Some(400 | 414) => Failure::invalid_params(format!(
-            "params.uri names no register regd accepts: {}",
-            calls::regd_error(&error)
-        )),
+    match (error.status(), &error) {
+        (Some(400 | 414), _) | (_, regd::client::Error::Input(_)) => {
+            Failure::invalid_params(format!(
+                "params.uri names no register regd accepts: {}",
+                calls::regd_error(&error)
+            ))
+        }
         _ => regd_failure(error),
     }
 }

@@ -190,7 +190,7 @@ pub fn parse(name: &str, arguments: &Members, read_only: bool) -> Result<Call, R
         "wait_for_change" => {
             let names = arguments.strings("names")?.unwrap_or_default();
             if names.len() > MAX_NAMES {
-                return Err(Refusal::Unacceptable(format!(
+                return Err(Refusal::Invalid(format!(
                     "arguments.names has {} names; at most {MAX_NAMES} can be followed at once (leave names out to follow every register)",
                     names.len()
                 )));
@@ -295,10 +295,17 @@ fn metadata_argument(arguments: &Members) -> Result<Option<Json>, Refusal> {
         return Ok(None);
     }
     if !metadata.is_object() {
-        return Err(Refusal::Unacceptable(format!(
+        let message = format!(
             "arguments.metadata must be a JSON object such as {{\"unit\": \"°C\"}}, got {}",
             shown(metadata.as_str())
-        )));
+        );
+        // Given as itself, a non-object is outside the input schema (object, string or
+        // null): invalid params. Given as JSON text, it is well formed but unusable.
+        return Err(if raw.get().starts_with('"') {
+            Refusal::Unacceptable(message)
+        } else {
+            Refusal::Invalid(message)
+        });
     }
     Ok(Some(metadata))
 }
@@ -514,12 +521,7 @@ mod tests {
             r#"{{"names":[{}]}}"#,
             vec!["\"n\""; MAX_NAMES + 1].join(",")
         );
-        refused(
-            "wait_for_change",
-            &many,
-            Refusal::Unacceptable,
-            "at most 100",
-        );
+        refused("wait_for_change", &many, Refusal::Invalid, "at most 100");
         refused(
             "request_change",
             r#"{"name":"a"}"#,
@@ -547,6 +549,12 @@ mod tests {
         refused(
             "set_register",
             r#"{"name":"a","value":1,"metadata":[1]}"#,
+            Refusal::Invalid,
+            "must be a JSON object",
+        );
+        refused(
+            "set_register",
+            r#"{"name":"a","value":1,"metadata":"[1]"}"#,
             Refusal::Unacceptable,
             "must be a JSON object",
         );
@@ -573,7 +581,7 @@ mod tests {
             ),
         ] {
             match parsed(tool, &arguments) {
-                Err(Refusal::Unacceptable(message)) => {
+                Err(Refusal::Unacceptable(message) | Refusal::Invalid(message)) => {
                     assert!(message.len() < 400, "{} bytes: {message}", message.len());
                     assert!(message.contains('…'), "{message}");
                 }
