@@ -560,6 +560,44 @@ fn packaged_defaults_file_lists_every_setting() {
 }
 
 #[test]
+fn readme_configuration_table_lists_every_setting_once_in_order() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section: Vec<&str> = readme
+        .lines()
+        .skip_while(|line| *line != "## Configuration")
+        .skip(1)
+        .take_while(|line| !line.starts_with("## "))
+        .collect();
+    let numbered: Vec<(usize, &str)> = (section.iter().copied().enumerate())
+        .filter(|(_, line)| line.starts_with("| `--"))
+        .collect();
+    // One table: a row anywhere else in the section is not in it.
+    let lines: Vec<usize> = numbered.iter().map(|(number, _)| *number).collect();
+    assert!(
+        lines.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "README's settings are not one table: rows at lines {lines:?} of the section"
+    );
+    let rows: Vec<Vec<&str>> = numbered
+        .iter()
+        .map(|(_, line)| line.split('|').map(str::trim).collect())
+        .collect();
+    let settings = documented_settings();
+    let flags: Vec<&str> = rows.iter().map(|row| row[1]).collect();
+    assert_eq!(rows.len(), settings.len(), "README's rows: {flags:?}");
+    for (row, (flag, variable, default)) in rows.iter().zip(&settings) {
+        assert!(
+            row[1].starts_with(&format!("`{flag}`")),
+            "{row:?} for {flag}"
+        );
+        assert_eq!(row[2], format!("`{variable}`"), "{flag}");
+        if !default.is_empty() {
+            assert_eq!(row[3], format!("`{default}`"), "the default of {flag}");
+        }
+    }
+}
+
+#[test]
 fn man_page_documents_every_setting() {
     let page =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/man/regd.8"))
