@@ -7,7 +7,10 @@
 //!   no file that does not exist;
 //! - no test skips silently: a test that cannot run here skips through
 //!   `support::skip_unless`, naming a `REGD_REQUIRE_*` switch, and every such switch is
-//!   exported by `.ci/run`, where a missing tool then fails the test.
+//!   exported by `.ci/run`, where a missing tool then fails the test;
+//! - the top folder holds only the project's own entries (no stray output committed);
+//! - the protocol is cited as `docs/protocol.md`, which users have, never as the
+//!   contract outside the repository.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,6 +206,109 @@ fn no_test_skips_without_a_switch_that_ci_sets() {
     }
     no_violations(
         "a test that cannot run must fail in CI, not skip",
+        &violations,
+    );
+}
+
+/// What the project's top folder holds: its own files and folders, and the build's
+/// outputs (`target/`, `dist/`). A stray file (a test's output, a scratch list) fails
+/// here before it is committed. Hidden entries (`.ci/`, `.git`) are not checked.
+const TOP_LEVEL: &[&str] = &[
+    "ARCHITECTURE.md",
+    "Cargo.lock",
+    "Cargo.toml",
+    "LICENSE",
+    "README.md",
+    "SECURITY.md",
+    "benches",
+    "dist",
+    "docs",
+    "fuzz",
+    "packaging",
+    "src",
+    "systemd",
+    "target",
+    "tests",
+    "web",
+];
+
+#[test]
+fn the_top_folder_holds_only_the_projects_own_entries() {
+    let mut violations: Vec<String> = std::fs::read_dir(root())
+        .expect("the project folder")
+        .map(|entry| entry.expect("directory entry").file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.') && !TOP_LEVEL.contains(&name.as_str()))
+        .map(|name| {
+            format!("{name}: not part of the project (or add it to TOP_LEVEL in tests/tidy.rs)")
+        })
+        .collect();
+    violations.sort();
+    no_violations("the top folder holds only the project", &violations);
+}
+
+/// Every text file of the project that a user reads or runs, below `dir`: build outputs,
+/// installed packages and fuzzing corpora are skipped.
+fn project_text_files(dir: &str) -> Vec<String> {
+    const SKIPPED: &[&str] = &["/target/", "/node_modules/", "/corpus/", "/artifacts/"];
+    const TEXT: &[&str] = &[
+        ".rs", ".md", ".sh", ".toml", ".yaml", ".py", ".js", ".mjs", ".html", ".css", ".txt",
+        ".service", ".socket", ".1", ".8", ".c", ".json",
+    ];
+    files_below(dir)
+        .into_iter()
+        .filter(|path| {
+            !SKIPPED
+                .iter()
+                .any(|skipped| format!("/{path}").contains(skipped))
+        })
+        .filter(|path| TEXT.iter().any(|extension| path.ends_with(extension)))
+        .collect()
+}
+
+#[test]
+fn the_protocol_is_cited_where_users_can_read_it() {
+    // Written in pieces, so this file does not cite what it forbids.
+    let contract = ["PROTOCOL", ".md"].concat();
+    let rule = ["PROTOCOL", " "].concat();
+    let outside = ["..", "/shared"].concat();
+    let mut files: Vec<String> = ["README.md", "ARCHITECTURE.md", "SECURITY.md", "Cargo.toml"]
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
+    for dir in [
+        "src",
+        "tests",
+        "docs",
+        "benches",
+        "packaging",
+        "fuzz",
+        "systemd",
+        "web",
+    ] {
+        files.extend(project_text_files(dir));
+    }
+    let mut violations = Vec::new();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(root().join(&path)) else {
+            continue;
+        };
+        for (index, line) in text.lines().enumerate() {
+            let cites_a_rule = line.match_indices(&rule).any(|(at, _)| {
+                let next = &line[at + rule.len()..];
+                next.starts_with(['A', 'B']) && next[1..].starts_with(|c: char| c.is_ascii_digit())
+            });
+            if line.contains(&contract) || line.contains(&outside) || cites_a_rule {
+                violations.push(format!(
+                    "{path}:{}: cite docs/protocol.md instead: {}",
+                    index + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    no_violations(
+        "the protocol reference users have is docs/protocol.md",
         &violations,
     );
 }

@@ -665,7 +665,7 @@ fn set_and_get_topics_reach_regd() {
             "heat now",
             serde_json::json!("heat now"),
         ),
-        // A name regd does not have yet (PROTOCOL A8), and an escaped one.
+        // A name regd does not have yet (docs/protocol.md A8), and an escaped one.
         (
             "new.one",
             "regd/gw/new/one/set",
