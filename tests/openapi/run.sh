@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 examples=${SCHEMATHESIS_EXAMPLES:-50}
 
-venv=${SCHEMATHESIS_VENV:-target/schemathesis-venv}
+venv=$(realpath -m "${SCHEMATHESIS_VENV:-target/schemathesis-venv}")
 if [ ! -x "$venv/bin/schemathesis" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
@@ -31,9 +31,12 @@ until grep -q '^listening on ' "$work/out"; do
 done
 address=$(sed -n 's/^listening on //p' "$work/out")
 
-"$venv/bin/schemathesis" run docs/openapi.yaml --url "$address" \
+# From the scratch folder: schemathesis and hypothesis keep their caches (.schemathesis/,
+# .hypothesis/) in the working directory, which must not be the project's.
+description=$PWD/docs/openapi.yaml
+(cd "$work" && "$venv/bin/schemathesis" run "$description" --url "$address" \
     --max-examples "$examples" --seed 1 --generation-deterministic \
-    --checks all --exclude-checks negative_data_rejection,allow_header_conformance
+    --checks all --exclude-checks negative_data_rejection,allow_header_conformance)
 
 kill -0 $regd || { echo "regd died during the run"; cat "$work/err"; exit 1; }
 echo "schemathesis: regd matches docs/openapi.yaml"
