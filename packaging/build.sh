@@ -38,20 +38,31 @@ copy_binaries() {
 
 # cargo-deb writes `Depends:` even when `$auto` finds nothing, as for static binaries,
 # and an empty field is wrong in a control file (lintian: empty-field). Drops it from
-# the control member; the data member (every file of the package) is kept byte for byte.
+# the control member; the data member (every file of the package) is kept byte for
+# byte, and the control files keep their modes, owners and dates.
 drop_empty_depends() {
-    local deb=$1 work
+    local deb=$1 work members entries mtime
+    members=$(ar t "$deb" | tr '\n' ' ')
+    if [ "$members" != "debian-binary control.tar.xz data.tar.xz " ]; then
+        echo "packaging/build.sh: $deb holds ${members}where cargo-deb's defaults give debian-binary control.tar.xz data.tar.xz" >&2
+        return 1
+    fi
     work=$(mktemp -d)
     cp "$deb" "$work/package.deb"
     (
         cd "$work"
-        ar x package.deb debian-binary control.tar.xz data.tar.xz
+        ar x package.deb
         mkdir control
-        tar -xJf control.tar.xz -C control
+        # -p: the modes as archived, whatever the umask of whoever builds.
+        tar -xpJf control.tar.xz -C control
         if grep -q '^Depends: *$' control/control; then
+            mtime=$(stat -c %Y control/control)
             sed -i '/^Depends: *$/d' control/control
+            touch -d "@$mtime" control/control
+            entries=$(tar -tJf control.tar.xz)
+            # shellcheck disable=SC2086 # one entry per word: control file names have no spaces
             tar -cJf control.tar.xz -C control --owner=0 --group=0 --numeric-owner \
-                $(tar -tJf control.tar.xz)
+                --no-recursion $entries
             rm package.deb
             ar rcD package.deb debian-binary control.tar.xz data.tar.xz
         fi

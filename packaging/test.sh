@@ -295,9 +295,9 @@ for deb in dist/*.deb; do
     echo "--- $deb"
     lintian --fail-on error,warning --suppress-tags-from-file packaging/lintian-suppressed-tags.txt "$deb"
     # cargo-deb wraps a description too long for one line, and apt then shows half of it.
-    synopsis=$(dpkg-deb -f "$deb" Description | head -n 1)
+    synopsis=$(dpkg-deb -f "$deb" Description | sed -n 1p)
     [ "$synopsis" = "$description" ] ||
-        fail "$deb: its synopsis is \"$synopsis\", not Cargo.toml's description (keep that under 80 characters)"
+        fail "$deb: its synopsis is \"$synopsis\", not Cargo.toml's description (cargo-deb wraps one that does not fit a line of 80 characters)"
 done
 
 echo

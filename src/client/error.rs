@@ -101,11 +101,10 @@ impl Error {
             ureq::Error::Protocol(_) => {
                 return Error::Protocol(format!("regd at {url} answered invalid HTTP: {error}"));
             }
-            // Refused before anything is sent: the request itself cannot be HTTP.
+            // Refused before anything is sent: the request itself cannot be HTTP. (The
+            // registry URL and the length of a request's URL are checked before.)
             ureq::Error::Http(_) => {
-                return Error::Input(format!(
-                    "the request to {url} cannot be sent ({error}); register names travel in its URL, so a name, or the list of names, is probably too long"
-                ));
+                return Error::Input(format!("the request to {url} cannot be sent: {error}"));
             }
             other => other.to_string().to_lowercase(),
         };

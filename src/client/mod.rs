@@ -383,8 +383,24 @@ fn base_url(url: &str) -> Result<String, Error> {
     if rest.contains(['?', '#']) {
         return Err(refuse("a registry URL has no query or fragment"));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    let port = match host.strip_prefix('[') {
+        Some(bracketed) => (bracketed.split_once(']')).and_then(|(_, rest)| rest.strip_prefix(':')),
+        None => host.split_once(':').map(|(_, port)| port),
+    };
+    if port.is_some_and(|port| port.parse::<u16>().is_err()) {
+        return Err(refuse("the port must be a number from 0 to 65535"));
+    }
+    let base = url.trim_end_matches('/').to_string();
+    // What the transport would refuse at every request (a bad port, a space in the
+    // host), refused once, here, as the URL's fault.
+    if let Err(error) = ureq::http::Uri::try_from(format!("{base}/consumer")) {
+        return Err(refuse(&format!("it is not a valid URL ({error})")));
+    }
+    Ok(base)
 }
+
+/// The longest URL the transport can send (the `http` crate's limit).
+const MAX_URL: usize = 65_534;
 
 fn new_agent(timeout: Duration) -> Agent {
     Agent::config_builder()
@@ -519,6 +535,12 @@ impl Http {
         wait: Option<Duration>,
     ) -> Result<Answer, Error> {
         let url = format!("{}{path}", self.base);
+        if url.len() > MAX_URL {
+            return Err(Error::Input(format!(
+                "the request's URL would be {} bytes, and at most {MAX_URL} fit in one; register names travel in it, so a name, or the list of names, is too long",
+                url.len()
+            )));
+        }
         let timeout = Some(self.timeout + wait.unwrap_or_default());
         let transport = |error| Error::from_transport(&self.base, error);
         let authorization = self

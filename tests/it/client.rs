@@ -168,8 +168,20 @@ fn errors_say_whose_fault_it_was() {
     assert_eq!(error.status(), Some(400), "{error:?}");
     assert!(error.to_string().contains("at most 8"), "{error}");
 
-    for url in ["https://h", "localhost:8080", "http://"] {
+    for url in [
+        "https://h",
+        "localhost:8080",
+        "http://",
+        "http://gateway:80a",
+        "http://gate way:8080",
+    ] {
         assert!(matches!(Client::new(url), Err(Error::Url { .. })), "{url}");
+    }
+    // Too long for any URL: refused before it is sent, as the caller's input.
+    let huge = "n".repeat(70_000);
+    match client.get(&[huge.as_str()]) {
+        Err(Error::Input(message)) => assert!(message.contains("is too long"), "{message}"),
+        other => panic!("{other:?}"),
     }
     let provider = client.provider();
     let refused = provider.publish("m", Json::null(), Some(Json::from(1)), TTL);

@@ -864,7 +864,7 @@ fn a_subscription_regd_refuses_is_refused_and_the_others_stay_notified() {
         error_code(
             &mcp.request(method, json!({"uri": huge})),
             -32602,
-            "a name, or the list of names, is probably too long",
+            "a name, or the list of names, is too long",
         );
     }
     // The refused name is not in the batched long poll, which goes on for the others.
@@ -1086,7 +1086,7 @@ fn names_over_regds_limits_are_tool_errors() {
     );
     mentions(
         &mcp.tool_error("get_register", json!({"name": "n".repeat(70_000)})),
-        &["cannot be sent", "probably too long"],
+        &["at most 65534 fit in one", "is too long"],
     );
     // More names than the input schema's maxItems: invalid params.
     let many: Vec<String> = (0..101).map(|n| n.to_string()).collect();

@@ -178,7 +178,14 @@ impl Daemon {
                 }
                 return status;
             }
-            assert!(Instant::now() < deadline, "regd did not exit");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "regd did not exit within {PATIENCE:?}; stderr {:?}",
+                    self.stderr()
+                );
+            }
             thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
         }
     }
