@@ -191,63 +191,99 @@ fn sigterm_then_restart_keeps_registers_requests_and_revision() {
     daemon.wait_for_log("the last run stopped cleanly");
 }
 
+/// A regd stopped in the middle of restoring `state`: its `run.json` is a named pipe,
+/// which regd has opened and reads until the test writes the returned record into it
+/// and closes it.
+struct RestoreHeld {
+    regd: Starting,
+    pipe: std::fs::File,
+    record: Vec<u8>,
+}
+
+impl RestoreHeld {
+    fn start(state: &StateDir) -> RestoreHeld {
+        let run_file = state.file("run.json");
+        let record = std::fs::read(&run_file).unwrap();
+        std::fs::remove_file(&run_file).unwrap();
+        let made = Command::new("mkfifo").arg(&run_file).status().unwrap();
+        assert!(made.success());
+        let mut command = program(env!("CARGO_BIN_EXE_regd"));
+        command.args(["--addr", "127.0.0.1:0", "--state-dir", &state.arg()]);
+        let regd = Starting::spawn(&mut command);
+        // Opening a pipe for writing returns once its reader opens it: once regd, in
+        // its restore, opens run.json.
+        let (opened, open) = std::sync::mpsc::channel();
+        let writer = {
+            let run_file = run_file.clone();
+            std::thread::spawn(move || {
+                let _ = opened.send(std::fs::OpenOptions::new().write(true).open(&run_file));
+            })
+        };
+        let pipe = match open.recv_timeout(PATIENCE) {
+            Ok(pipe) => pipe.unwrap(),
+            Err(_) => {
+                drop(regd);
+                // Unblocks the writer's open, so no thread of this test outlives it.
+                let _ = std::fs::File::open(&run_file);
+                let _ = writer.join();
+                panic!("regd did not open run.json within {PATIENCE:?}");
+            }
+        };
+        writer.join().unwrap();
+        RestoreHeld { regd, pipe, record }
+    }
+
+    /// Lets the restore go on: writes the record and closes the pipe.
+    fn release(self) -> Starting {
+        let RestoreHeld {
+            regd,
+            mut pipe,
+            record,
+        } = self;
+        // (Fails with EPIPE if regd is gone; its exit status tells.)
+        let _ = std::io::Write::write_all(&mut pipe, &record);
+        regd
+    }
+}
+
 #[test]
 fn a_sigterm_while_regd_restores_its_state_ends_it_cleanly_with_its_final_save() {
     let state = StateDir::new();
     first_run(&state, &registers(&[("x", "1")]));
-    // run.json becomes a named pipe, so regd's restore waits on it until the test has
-    // sent SIGTERM: the signal lands in the middle of start-up, every time.
-    let run_file = state.file("run.json");
-    let run_record = std::fs::read(&run_file).unwrap();
-    std::fs::remove_file(&run_file).unwrap();
-    assert!(
-        Command::new("mkfifo")
-            .arg(&run_file)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut command = program(env!("CARGO_BIN_EXE_regd"));
-    command.args(["--addr", "127.0.0.1:0", "--state-dir", &state.arg()]);
-    let regd = Starting::spawn(&mut command);
-    // Opening a pipe for writing returns once its reader opens it: once regd, past
-    // the start of its restore, opens run.json.
-    let (opened, open) = std::sync::mpsc::channel();
-    let writer = {
-        let run_file = run_file.clone();
-        std::thread::spawn(move || {
-            let _ = opened.send(std::fs::OpenOptions::new().write(true).open(&run_file));
-        })
-    };
-    let mut pipe = match open.recv_timeout(PATIENCE) {
-        Ok(pipe) => pipe.unwrap(),
-        Err(_) => {
-            drop(regd);
-            // Unblocks the writer's open, so no thread of this test outlives it.
-            let _ = std::fs::File::open(&run_file);
-            let _ = writer.join();
-            panic!("regd did not open run.json within {PATIENCE:?}");
-        }
-    };
-    regd.signal("TERM");
-    // (Fails with EPIPE if the signal killed regd; its exit status tells.)
-    let _ = std::io::Write::write_all(&mut pipe, &run_record);
-    drop(pipe);
-    writer.join().unwrap();
-    let mut regd = regd.announced();
+    // The signal lands in the middle of start-up, every time.
+    let held = RestoreHeld::start(&state);
+    held.regd.signal("TERM");
+    held.regd.wait_for_log("SIGTERM received while starting");
+    let mut regd = held.release().announced();
     let exit = regd.wait_exit();
     let log = regd.stderr();
     assert!(exit.success(), "a clean stop, not a kill: {log}");
-    assert!(
-        log.contains("SIGTERM received") && log.contains("state saved to"),
-        "{log}"
-    );
+    assert!(log.contains("state saved to"), "{log}");
 
     let daemon = state.start(&[], &[]);
     daemon.wait_for_log("the last run stopped cleanly");
     daemon
         .get("/consumer")
         .assert(200, r#"{"registers":{"x":{"value":1}}}"#);
+}
+
+#[test]
+fn a_second_sigterm_while_regd_restores_ends_it_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let state = StateDir::new();
+    first_run(&state, &registers(&[("x", "1")]));
+    // A restore that does not finish (a stuck disk), held here by the pipe.
+    let held = RestoreHeld::start(&state);
+    held.regd.signal("TERM");
+    held.regd.wait_for_log("send it again to stop at once");
+    held.regd.signal("TERM");
+    let (exit, log) = held.regd.wait_exit();
+    assert_eq!(
+        exit.signal(),
+        Some(15),
+        "ended by the second SIGTERM: {log}"
+    );
+    assert!(log.contains("second SIGTERM: stopping at once"), "{log}");
 }
 
 #[test]

@@ -73,13 +73,71 @@ pub fn tool_or_skip(tool: &str, args: &[&str], switch: &str, how: &str) -> bool 
     skip_unless(runs, tool, switch, how)
 }
 
-/// A running `regd`, killed and reaped on drop (its stderr is printed if the test
-/// failed).
-pub struct Daemon {
+/// A regd process: its stderr, captured as it comes, and the child, killed and reaped
+/// on drop (its stderr is printed if the test failed).
+struct Process {
     child: Option<Child>,
-    pub address: SocketAddr,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn wait_for_log(&self, text: &str) {
+        wait_until(&format!("log line containing {text:?}"), || {
+            self.stderr().contains(text)
+        });
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                if let Some(thread) = self.stderr_thread.take() {
+                    let _ = thread.join();
+                }
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "regd did not exit within {PATIENCE:?}; stderr {:?}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
+        }
+        if thread::panicking() {
+            eprintln!("--- regd stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+/// A running `regd` that announced its address.
+pub struct Daemon {
+    process: Process,
+    pub address: SocketAddr,
 }
 
 impl Daemon {
@@ -152,14 +210,12 @@ impl Daemon {
 
     /// What regd wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     /// Waits until stderr contains `text`.
     pub fn wait_for_log(&self, text: &str) {
-        wait_until(&format!("log line containing {text:?}"), || {
-            self.stderr().contains(text)
-        });
+        self.process.wait_for_log(text);
     }
 
     /// Sends a signal (by name, such as "TERM") to the daemon.
@@ -169,53 +225,18 @@ impl Daemon {
 
     /// Waits for the daemon to exit by itself and returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                if let Some(thread) = self.stderr_thread.take() {
-                    let _ = thread.join();
-                }
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "regd did not exit within {PATIENCE:?}; stderr {:?}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
-        }
+        self.process.wait_exit()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(thread) = self.stderr_thread.take() {
-            let _ = thread.join();
-        }
-        if thread::panicking() {
-            eprintln!("--- regd stderr ---\n{}", self.stderr());
-        }
+        self.process.pid()
     }
 }
 
 /// A regd that was started and has not announced its address yet: a test that acts
-/// during start-up holds this, then waits for the announcement.
+/// during start-up holds this, then waits for the announcement (or the exit).
 pub struct Starting {
-    child: Option<Child>,
-    stderr: Arc<Mutex<String>>,
-    stderr_thread: Option<thread::JoinHandle<()>>,
+    process: Process,
     announcement: mpsc::Receiver<String>,
 }
 
@@ -249,37 +270,43 @@ impl Starting {
             let _ = announced.send(line);
         });
         Starting {
-            child: Some(child),
-            stderr,
-            stderr_thread: Some(stderr_thread),
+            process: Process {
+                child: Some(child),
+                stderr,
+                stderr_thread: Some(stderr_thread),
+            },
             announcement,
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Sends a signal (by name, such as "TERM") to the starting daemon.
     pub fn signal(&self, name: &str) {
-        send_signal(self.pid(), name);
+        send_signal(self.process.pid(), name);
+    }
+
+    /// Waits until stderr contains `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        self.process.wait_for_log(text);
+    }
+
+    /// Waits, at most [`PATIENCE`], for regd to exit without announcing; its status
+    /// and stderr.
+    pub fn wait_exit(mut self) -> (ExitStatus, String) {
+        let status = self.process.wait_exit();
+        (status, self.process.stderr())
     }
 
     /// Waits, at most [`PATIENCE`], for regd to announce its address.
-    pub fn announced(mut self) -> Daemon {
-        let mut child = self.child.take().expect("running");
-        let stderr = self.stderr.clone();
-        let fail = |child: &mut Child, why: String| -> ! {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{why}; stderr {:?}", stderr.lock().unwrap())
+    pub fn announced(self) -> Daemon {
+        let fail = |why: String| -> ! {
+            // Dropping the process kills it and prints its stderr.
+            panic!("{why}")
         };
         let line = match self.announcement.recv_timeout(PATIENCE) {
             Ok(line) => line,
-            Err(_) => fail(
-                &mut child,
-                format!("regd did not announce its address within {PATIENCE:?}"),
-            ),
+            Err(_) => fail(format!(
+                "regd did not announce its address within {PATIENCE:?}"
+            )),
         };
         let address = match line
             .trim()
@@ -287,25 +314,14 @@ impl Starting {
             .and_then(|address| address.parse().ok())
         {
             Some(address) => address,
-            None => fail(
-                &mut child,
-                format!("regd did not announce its address; stdout {line:?}"),
-            ),
+            None => fail(format!(
+                "regd did not announce its address; stdout {line:?}; stderr {:?}",
+                self.process.stderr()
+            )),
         };
         Daemon {
-            child: Some(child),
+            process: self.process,
             address,
-            stderr: self.stderr.clone(),
-            stderr_thread: self.stderr_thread.take(),
-        }
-    }
-}
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

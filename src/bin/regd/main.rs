@@ -5,18 +5,17 @@
 
 mod error;
 mod settings;
+mod stop;
 mod watchdog;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::thread;
 
 use regd::server::{Config, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use crate::error::Error;
 use crate::settings::Settings;
+use crate::stop::Stop;
 use crate::watchdog::Watchdog;
 
 fn main() -> ExitCode {
@@ -49,10 +48,16 @@ fn run() -> Result<(), Error> {
     regd::logger::init(level);
 
     // Caught from before the state is restored: a SIGTERM that arrives while regd
-    // starts waits in the handler's queue and ends it cleanly, with its final save,
-    // instead of killing it (which the next start would count as a crash).
-    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(Error::Signals)?;
-    let signals_handle = signals.handle();
+    // starts ends it cleanly, with its final save, instead of killing it (which the
+    // next start would count as a crash).
+    let stop = Stop::catch()?;
+    let result = serve(&config, &stop);
+    stop.finish();
+    result
+}
+
+/// Binds (restoring the state), announces, and serves until told to stop.
+fn serve(config: &Config, stop: &Stop) -> Result<(), Error> {
     let server = match inherited_listener()? {
         Some(listener) => Server::from_listener(config.clone(), listener),
         None => Server::bind(config.clone()),
@@ -64,26 +69,16 @@ fn run() -> Result<(), Error> {
     let _ = writeln!(stdout, "listening on http://{address}");
     let _ = stdout.flush();
     drop(stdout);
-    log_configuration(&config, address);
+    log_configuration(config, address);
 
-    let shutdown = server.shutdown_handle();
-    let signal_thread = thread::Builder::new()
-        .name("regd-signals".to_string())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                let name = if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
-                log::info!("{name} received; answering held polls and shutting down");
-                shutdown.shut_down();
-            }
-        })
-        .map_err(Error::Signals)?;
+    let stopping = stop.serve(server.shutdown_handle());
     let watchdog = Watchdog::start(address, server.shutdown_handle()).map_err(Error::Thread)?;
-    if let Err(error) = regd::notify::notify(&format!("READY=1\nSTATUS=listening on {address}")) {
-        log::warn!("cannot tell systemd that regd is ready: {error}");
+    // Asked to stop while it started, regd does not say it is ready only to stop.
+    if !stopping {
+        if let Err(error) = regd::notify::notify(&format!("READY=1\nSTATUS=listening on {address}"))
+        {
+            log::warn!("cannot tell systemd that regd is ready: {error}");
+        }
     }
 
     let result = server.run().map_err(Error::Server);
@@ -91,8 +86,6 @@ fn run() -> Result<(), Error> {
     if let Some(watchdog) = watchdog {
         watchdog.stop();
     }
-    signals_handle.close();
-    let _ = signal_thread.join();
     result
 }
 
