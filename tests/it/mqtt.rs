@@ -681,6 +681,9 @@ fn set_and_get_topics_reach_regd() {
             got == expected
         });
     }
+    // A topic no register name maps to is ignored, and said so.
+    broker.publish(&["-q", "1", "-t", "regd/gw/a.b/set", "-m", "1"]);
+    bridge.wait_for_log("ignoring \"regd/gw/a.b/set\": no register name maps to it");
     // `get` republishes the current state.
     let subscriber = Subscriber::start(&broker, &["regd/gw/lamp"]);
     subscriber.wait_for("retained lamp", |messages| {
@@ -702,6 +705,7 @@ fn bridge_state_is_online_then_offline_on_shutdown_or_by_the_will() {
         broker.retained("regd/one/bridge/state")["regd/one/bridge/state"],
         ("online".to_string(), 1)
     );
+    let watcher = Subscriber::start(&broker, &["regd/one/bridge/state"]);
     bridge.signal("TERM");
     assert!(bridge.wait_exit().success());
     assert_eq!(
@@ -709,6 +713,16 @@ fn bridge_state_is_online_then_offline_on_shutdown_or_by_the_will() {
         "offline"
     );
     assert!(bridge.stderr().contains("SIGTERM received"));
+    // A clean stop ends with DISCONNECT, so the broker drops the will: `offline` comes
+    // once, from the bridge. (The marker is published after the bridge has gone.)
+    broker.publish(&["-t", "regd/one/bridge/state", "-m", "marker"]);
+    watcher.wait_for("the marker", |messages| {
+        messages.iter().any(|m| m.payload == "marker")
+    });
+    let seen = watcher.messages();
+    let offline = seen.iter().filter(|m| !m.retain && m.payload == "offline");
+    assert_eq!(offline.count(), 1, "{seen:?}");
+    assert!(!bridge.stderr().contains("closed the connection"));
 
     // kill -9: the broker publishes the last will.
     let bridge = Bridge::start(&regd, &broker, &["--prefix", "regd/one"]);

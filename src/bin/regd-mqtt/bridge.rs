@@ -637,6 +637,15 @@ impl Inbound {
                         work.gets.insert(name);
                     });
                 }
+                None if matches!(
+                    topics::split_attribute(topic).1,
+                    Attribute::Set | Attribute::Get
+                ) =>
+                {
+                    self.warnings.warn("set-unmapped", || {
+                        format!("ignoring {topic:?}: no register name maps to it (a '.' inside a level, or a '%' that is not an escape; see docs/mqtt.md)")
+                    });
+                }
                 _ => {}
             }
             return;

@@ -619,9 +619,10 @@ fn read_connection(shared: &Shared, stream: &TcpStream) -> Result<(), Failure> {
                             payload: message.payload,
                             retain: message.retain,
                         };
-                        if shared.events.send(event).is_err() {
-                            return Ok(());
-                        }
+                        // Nobody reads events any more once the bridge is stopping; the
+                        // connection still stays up until the writer has sent DISCONNECT
+                        // (ending it here would make the broker publish the will).
+                        let _ = shared.events.send(event);
                     }
                     Err(error) => shared.warnings.warn("mqtt-topic-utf8", || {
                         format!(
@@ -892,6 +893,46 @@ mod tests {
         publisher.join().unwrap();
         drop(broker);
         Arc::try_unwrap(session).ok().unwrap().shutdown();
+    }
+
+    #[test]
+    fn shutdown_publishes_offline_and_disconnects_while_messages_still_arrive() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (events_in, events) = crossbeam_channel::bounded(64);
+        let session = Session::start(
+            options(port, Duration::from_secs(30)),
+            events_in,
+            Arc::default(),
+        )
+        .unwrap();
+        let mut broker = FakeBroker::accept(&listener);
+        let birth = broker.handshake();
+        broker.acknowledge(birth);
+        wait_connected(&events);
+        // The bridge's inbound loop has ended: nobody reads events any more.
+        drop(events);
+        let stopping = thread::spawn(move || session.shutdown());
+        let offline = broker.publish_id("t/state");
+        // A real broker hands the bridge its own message back (it subscribes to its
+        // prefix) before it acknowledges it.
+        let echo = codec::encode_publish(&Publish {
+            topic: b"t/state".to_vec(),
+            payload: b"offline".to_vec(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            dup: false,
+            packet_id: None,
+        })
+        .unwrap();
+        broker.stream.write_all(&echo).unwrap();
+        broker.acknowledge(offline);
+        assert_eq!(
+            broker.frame().0,
+            0xe0,
+            "DISCONNECT, so the broker drops the will"
+        );
+        stopping.join().unwrap();
     }
 
     #[test]
