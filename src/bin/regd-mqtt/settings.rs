@@ -201,6 +201,12 @@ pub fn parse(
         id if id.is_empty() => host_name(),
         id => id,
     };
+    // One topic level of the default prefix, and the name of the Home Assistant device.
+    if gateway_id.contains(['/', '+', '#']) || gateway_id.chars().any(char::is_control) {
+        return Err(Usage(format!(
+            "--gateway-id {gateway_id:?} must be a single topic level: no '/', '+', '#' or control characters (use --prefix for a deeper topic)"
+        )));
+    }
     let prefix = match read.text("--prefix")? {
         prefix if prefix.is_empty() => format!("regd/{gateway_id}"),
         prefix => prefix,
@@ -539,6 +545,11 @@ mod tests {
             (&["--broker", "mqtts://h"], "TLS"),
             (&["--broker", "http://h"], "mqtt://HOST:PORT"),
             (&["--prefix", "a/+"], "--prefix"),
+            (
+                &["--gateway-id", "a/b"],
+                "--gateway-id \"a/b\" must be a single topic level",
+            ),
+            (&["--gateway-id", "+"], "--gateway-id"),
             (&["--discovery", "openhab"], "--discovery"),
             (&["--keepalive", "0s"], "--keepalive"),
             (&["--import-ttl", "10"], "--import-ttl"),
