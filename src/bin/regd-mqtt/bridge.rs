@@ -826,8 +826,8 @@ impl Inbound {
             self.warnings.warn("import-write", || match error.status() {
                 // The client library writes each refused register alone, so only the
                 // ones regd will not take are left out; the others are imported.
-                Some(413) => format!("regd refused an imported register of {count}: {error} (a payload is larger than regd's --max-body; lower --max-payload); the others are imported"),
-                Some(400 | 414 | 431) => format!("regd refused an imported register of {count}: {error}; the others are imported"),
+                Some(413) => format!("regd refused one of {count} imported registers: {error} (a payload is larger than regd's --max-body; lower --max-payload); the others are imported"),
+                Some(400 | 414 | 431) => format!("regd refused one of {count} imported registers: {error}; the others are imported"),
                 _ => format!("cannot write {count} imported registers to regd: {error} (retrying)"),
             });
         }
