@@ -202,6 +202,15 @@ impl Mcp {
         self.running.stderr()
     }
 
+    /// Waits until stderr mentions every part (a reader thread collects it, so a line
+    /// regctl has written may not be there yet).
+    fn wait_for_stderr(&self, parts: &[&str]) {
+        wait_until(&format!("stderr mentioning {parts:?}"), || {
+            let stderr = self.stderr();
+            parts.iter().all(|part| stderr.contains(part))
+        });
+    }
+
     fn close_stdin(&mut self) {
         self.running.close_stdin();
     }
@@ -322,7 +331,7 @@ fn initialize_negotiates_the_version_and_declares_capabilities() {
                 .contains("wait_for_change")
         );
         assert_eq!(mcp.result("ping", json!({})), json!({}));
-        mentions(&mcp.stderr(), &["regd-tests connected", answered]);
+        mcp.wait_for_stderr(&["regd-tests connected", answered]);
     }
 }
 
@@ -1175,7 +1184,7 @@ fn regd_is_found_through_registry_and_the_token_through_token_file() {
         &mcp.tool_error("set_register", json!({"name": "x", "value": 1})),
         &["the token's role may not do this", "provider token"],
     );
-    mentions(&mcp.stderr(), &[&daemon.url()]);
+    mcp.wait_for_stderr(&[&daemon.url()]);
 }
 
 #[test]

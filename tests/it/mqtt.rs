@@ -450,14 +450,22 @@ impl Bridge {
         );
     }
 
+    /// Waits for the bridge to exit; then its stdout and stderr are complete.
     fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
+                for thread in self.threads.drain(..) {
+                    let _ = thread.join();
+                }
                 return status;
             }
-            assert!(Instant::now() < deadline, "regd-mqtt did not exit");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("regd-mqtt did not exit within {PATIENCE:?}");
+            }
             thread::sleep(Duration::from_millis(5)); // sleep-ok: polling a deadline
         }
     }
