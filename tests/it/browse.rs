@@ -2,7 +2,7 @@
 //! regd and a real `regctl provide`, driven by `send-keys` and read by `capture-pane`.
 //! Skipped with a message when tmux is missing, unless `REGD_REQUIRE_TMUX` is set.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -252,13 +252,7 @@ fn browse_reconnects_when_regd_restarts_and_quits_on_sigterm() {
         .split_whitespace()
         .next()
         .expect("regctl browse runs");
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", browse])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(browse.parse().expect("a pid"), "TERM");
     let screen = tmux.wait_for("BROWSE-EXITED-0");
     assert!(!screen.contains("regd browse"), "{screen}");
 }

@@ -487,10 +487,9 @@ fn a_socket_passed_by_systemd_outlives_each_regd() {
         env!("CARGO_BIN_EXE_regd"),
     ]));
     let address: std::net::SocketAddr = listen.parse().unwrap();
-    let pid_of = |line: String| {
-        line.strip_prefix("pid ")
+    let pid_of = |line: String| -> u32 {
+        (line.strip_prefix("pid ").and_then(|pid| pid.parse().ok()))
             .unwrap_or_else(|| panic!("a pid line, not {line:?}"))
-            .to_string()
     };
 
     // The activator starts the shell on the first connection.
@@ -505,11 +504,7 @@ fn a_socket_passed_by_systemd_outlives_each_regd() {
     assert_eq!(group.next_line(), format!("listening on http://{listen}"));
     first_connection.read_reply().assert(204, "");
     drop(first_connection);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &first])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(first, "TERM");
 
     // The second regd is starting: a connection made now waits in the socket's queue
     // and is answered by it, as when systemd restarts the service.
@@ -522,11 +517,7 @@ fn a_socket_passed_by_systemd_outlives_each_regd() {
     Http::connect(address)
         .request("GET", "/consumer?name=lamp", "")
         .assert(200, r#"{"registers":{}}"#);
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &second])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(second, "TERM");
     assert!(group.wait_exit().success(), "both regd runs exit 0");
 }
 

@@ -440,14 +440,7 @@ impl Bridge {
     }
 
     fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([&format!("-{name}"), &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        send_signal(self.child.as_ref().expect("running").id(), name);
     }
 
     /// Waits for the bridge to exit; then its stdout and stderr are complete.

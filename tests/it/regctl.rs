@@ -141,11 +141,7 @@ impl Running {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        send_signal(self.child.id(), name);
     }
 
     /// Waits for regctl to exit and returns its status.

@@ -327,7 +327,7 @@ impl Starting {
 }
 
 /// Sends a signal (by name, such as "TERM") to a process, with kill(1).
-fn send_signal(pid: u32, name: &str) {
+pub fn send_signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()
