@@ -328,15 +328,6 @@ fn socket_activate_available() -> bool {
     )
 }
 
-/// A free loopback port, for a listener that someone else opens.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn serves_a_socket_passed_by_systemd() {
     if !socket_activate_available() {
@@ -439,14 +430,7 @@ impl ProcessGroup {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "did not exit");
-            std::thread::sleep(std::time::Duration::from_millis(2)); // sleep-ok: polling a deadline
-        }
+        wait_exit_within_patience(&mut self.child, "the process group's shell")
     }
 }
 

@@ -76,14 +76,6 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A Mosquitto of the test's own, killed and reaped on drop.
 struct Broker {
     child: Option<Child>,
@@ -446,21 +438,11 @@ impl Bridge {
     /// Waits for the bridge to exit; then its stdout and stderr are complete.
     fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                for thread in self.threads.drain(..) {
-                    let _ = thread.join();
-                }
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("regd-mqtt did not exit within {PATIENCE:?}");
-            }
-            thread::sleep(Duration::from_millis(5)); // sleep-ok: polling a deadline
+        let status = wait_exit_within_patience(&mut child, "regd-mqtt");
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
+        status
     }
 
     fn is_running(&mut self) -> bool {

@@ -146,17 +146,11 @@ impl Running {
 
     /// Waits for regctl to exit and returns its status.
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                if let Some(thread) = self.stderr_thread.take() {
-                    let _ = thread.join();
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "regctl did not exit");
-            thread::sleep(Duration::from_millis(1)); // sleep-ok: polling a deadline
+        let status = wait_exit_within_patience(&mut self.child, "regctl");
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
         }
+        status
     }
 }
 

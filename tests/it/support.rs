@@ -96,26 +96,14 @@ impl Process {
         });
     }
 
+    /// Waits for the exit (its stderr is printed on drop if it does not come).
     fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                if let Some(thread) = self.stderr_thread.take() {
-                    let _ = thread.join();
-                }
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "regd did not exit within {PATIENCE:?}; stderr {:?}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
+        let status = wait_exit_within_patience(&mut child, "regd");
+        if let Some(thread) = self.stderr_thread.take() {
+            let _ = thread.join();
         }
+        status
     }
 }
 
@@ -323,6 +311,33 @@ impl Starting {
             process: self.process,
             address,
         }
+    }
+}
+
+/// A free loopback port, for a listener that someone else opens (a broker, systemd's
+/// socket activator).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits, at most [`PATIENCE`], for `child` to exit; kills it and fails the test if it
+/// does not.
+pub fn wait_exit_within_patience(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(2)); // sleep-ok: polling a deadline
     }
 }
 
