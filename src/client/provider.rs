@@ -205,7 +205,7 @@ impl Provider {
             }
         })?;
         if new_names {
-            self.restart_poll();
+            self.shared.restart_poll();
         }
         waiter.recv().unwrap_or(Err(Error::Closed))
     }
@@ -241,7 +241,7 @@ impl Provider {
                 state.registers.remove(name.as_ref());
             }
         }
-        self.restart_poll();
+        self.shared.restart_poll();
         let http = &self.shared.http;
         http.delete(&http.agent, names)
     }
@@ -258,7 +258,7 @@ impl Provider {
                 state.registers.remove(name.as_ref());
             }
         }
-        self.restart_poll();
+        self.shared.restart_poll();
     }
 
     /// The names this provider keeps alive.
@@ -291,11 +291,6 @@ impl Provider {
         }
         let _ = self.shared.wake_sender.try_send(());
         Ok(waiter)
-    }
-
-    /// Makes the request poll start again with the current names, at once.
-    fn restart_poll(&self) {
-        self.shared.restart_poll();
     }
 
     fn shut_down(&mut self) -> Result<(), Error> {
