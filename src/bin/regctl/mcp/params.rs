@@ -117,11 +117,13 @@ impl Members {
     }
 }
 
+/// The most characters of a refused input that a message quotes.
+pub const SHOWN: usize = 60;
+
 /// JSON text for a message, shortened: a refusal must not flood the model's context
 /// with the value it refuses.
 pub fn shown(text: &str) -> String {
-    const LONGEST: usize = 60;
-    match text.char_indices().nth(LONGEST) {
+    match text.char_indices().nth(SHOWN) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
     }

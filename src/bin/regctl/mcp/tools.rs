@@ -12,7 +12,7 @@ use std::time::Duration;
 use regd::client::{Json, duration};
 use serde_json::value::RawValue;
 
-use super::params::{Invalid, Members, shown};
+use super::params::{Invalid, Members, SHOWN, shown};
 use crate::output;
 
 /// The longest ttl `set_register` publishes with: nothing refreshes a register it
@@ -259,7 +259,7 @@ fn duration_argument(arguments: &Members, key: &str) -> Result<Option<Duration>,
     match duration::parse(&text) {
         Ok(duration) => Ok(Some(duration.unwrap_or(Duration::ZERO))),
         // The parser's message quotes the text whole; a long one is quoted shortened.
-        Err(_) if text.len() > 60 => Err(Refusal::Unacceptable(format!(
+        Err(_) if text.chars().count() > SHOWN => Err(Refusal::Unacceptable(format!(
             "arguments.{key}: {} is not a duration; write it as Go does, such as \"500ms\", \"5s\" or \"1m30s\"",
             shown(&output::string(&text))
         ))),
