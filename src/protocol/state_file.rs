@@ -81,9 +81,21 @@ type Object<'a> = BTreeMap<String, &'a RawValue>;
 
 /// A member of an object, read as `T`; `None` when absent or of another type.
 fn member<'a, T: Deserialize<'a>>(object: &Object<'a>, key: &str) -> Option<T> {
-    object
-        .get(key)
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    parsed(object.get(key).copied())
+}
+
+/// Raw JSON read as `T`; `None` when absent or of another type.
+fn parsed<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+/// A stored value as its exact text; serde reads a null member as an absent one, and
+/// both mean null (as in A3).
+fn stored_value(raw: Option<&RawValue>, name: &str) -> Result<Value, DecodeError> {
+    match raw {
+        Some(raw) => stored_text(raw, name),
+        None => Ok(Value::new("null")),
+    }
 }
 
 /// Writes the envelope around a body: `{"format":…,"version":…,"body":…,"checksum":…}`,
@@ -209,18 +221,12 @@ pub fn decode_state(text: &str) -> Result<SavedState, StateFileError> {
     envelope::decode_answer(raw("snapshot")?, |name, entry| {
         let invalid =
             |what: &str| DecodeError::new(format!("register {}: {what}", json_string(&name)));
-        let text = |raw: Option<&RawValue>| {
-            raw.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
-        };
-        let number = |raw: Option<&RawValue>| {
-            raw.and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok())
-        };
-        let ttl = text(entry.ttl)
+        let ttl = parsed::<String>(entry.ttl)
             .and_then(|ttl| duration::parse(&ttl).ok().flatten())
             .ok_or_else(|| invalid("its ttl is missing or not a positive duration"))?;
-        let expires_in_ms = number(entry.expires_in_ms)
+        let expires_in_ms = parsed::<u64>(entry.expires_in_ms)
             .ok_or_else(|| invalid("its expires_in_ms is missing or not a whole number"))?;
-        let revision = number(entry.index)
+        let revision = parsed::<u64>(entry.index)
             .ok_or_else(|| invalid("its index is missing or not a whole number"))?;
         let metadata = match entry.metadata {
             Some(raw) if !raw.get().starts_with('{') => {
@@ -229,11 +235,7 @@ pub fn decode_state(text: &str) -> Result<SavedState, StateFileError> {
             Some(raw) => Some(stored_text(raw, &name)?).filter(|text| text.as_str() != "{}"),
             None => None,
         };
-        // serde reads a null member as an absent one; both mean null (as in A3).
-        let value = match entry.value {
-            Some(raw) => stored_text(raw, &name)?,
-            None => Value::new("null"),
-        };
+        let value = stored_value(entry.value, &name)?;
         registers.push(RegisterView {
             value,
             metadata,
@@ -247,10 +249,7 @@ pub fn decode_state(text: &str) -> Result<SavedState, StateFileError> {
     .map_err(|error| StateFileError::Invalid(format!("snapshot: {error}")))?;
     let mut requests = Vec::new();
     envelope::decode_answer(raw("requests")?, |name, entry| {
-        let value = match entry.value {
-            Some(raw) => stored_text(raw, &name)?,
-            None => Value::new("null"),
-        };
+        let value = stored_value(entry.value, &name)?;
         requests.push((Name::from(name.as_str()), value));
         Ok(())
     })
